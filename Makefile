@@ -1,0 +1,33 @@
+# Two entry points for a fresh machine: `make chat` and `make test`. Both create .venv first.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+SHARED_DATA ?= ../shared/data
+export AMLBOT_DATA_DIR ?= $(CURDIR)/var
+
+.PHONY: venv chat test lint data clean
+
+$(BIN)/amlbot: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip "setuptools<81" wheel
+	$(BIN)/pip install --quiet -e ".[telegram,rl,bayes,postgres,dev]"
+	touch $@
+
+venv: $(BIN)/amlbot
+
+data: venv
+	@if [ -d "$(SHARED_DATA)" ]; then $(BIN)/amlbot data fetch --mirror $(SHARED_DATA); \
+	else $(BIN)/amlbot data fetch; fi
+
+chat: data
+	$(BIN)/amlbot chat
+
+test: venv
+	$(BIN)/python -m pytest -q
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""The ``amlbot`` command line: one module per command group."""

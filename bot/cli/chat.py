@@ -1,0 +1,27 @@
+"""``amlbot chat``: talk to the assistant in the terminal."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+
+def chat(
+    wait: float = typer.Option(
+        600.0, help="When input is piped, seconds to wait at EOF for running jobs to finish."
+    ),
+) -> None:
+    """Chat in the console. Pipe lines in (`printf 'hi\\n/help\\n' | amlbot chat`) to script it."""
+    from bot.channels.console import ConsoleChannel
+    from bot.core.assistant import Assistant
+
+    assistant = Assistant()
+    channel = ConsoleChannel(assistant)
+    try:
+        if sys.stdin.isatty():
+            channel.run_interactive()
+        else:
+            channel.run_script(sys.stdin, wait=wait)
+    finally:
+        assistant.close()

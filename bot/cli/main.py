@@ -1,0 +1,44 @@
+"""Entry point of the ``amlbot`` command."""
+
+from __future__ import annotations
+
+import logging
+
+import typer
+
+from bot.cli import chat, config, data
+
+app = typer.Typer(
+    name="amlbot",
+    help=(
+        "amlbot: a chat assistant for ML practitioners.\n\n"
+        "Start with `amlbot chat` (console) or `amlbot telegram` (needs AMLBOT_TELEGRAM_TOKEN). "
+        "Settings come from AMLBOT_* environment variables or a .env file; "
+        "`amlbot config show` prints them."
+    ),
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.command("chat")(chat.chat)
+app.add_typer(config.app, name="config")
+app.add_typer(data.app, name="data")
+
+
+@app.callback()
+def main(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug messages to stderr."),
+) -> None:
+    """amlbot command line."""
+    from bot.logging import setup_logging
+    from bot.settings import get_settings
+
+    setup_logging("DEBUG" if verbose else get_settings().log_level)
+
+
+def _quiet_third_party() -> None:
+    for name in ("httpx", "httpcore", "urllib3", "filelock"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+_quiet_third_party()

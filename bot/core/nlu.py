@@ -1,0 +1,55 @@
+"""The NLU contract between the core and ``nlp_core``: what a message is about."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class Entity:
+    """A span of the text with a label (``LANGUAGE``, ``LIBRARY``, ``ERROR``, ``person``...)."""
+
+    text: str
+    label: str
+    start: int
+    end: int
+
+
+@dataclass(frozen=True)
+class Understanding:
+    """What the NLU made of a message.
+
+    ``intent`` is ``chitchat``, ``programming``, ``tool:<name>`` or ``unknown``.
+    """
+
+    intent: str
+    confidence: float = 1.0
+    alternatives: tuple[tuple[str, float], ...] = ()
+    language: str | None = None
+    tags: tuple[str, ...] = ()
+    entities: tuple[Entity, ...] = ()
+    slots: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "intent": self.intent,
+            "confidence": round(self.confidence, 4),
+            "language": self.language,
+            "tags": list(self.tags),
+            "entities": [e.__dict__ for e in self.entities],
+            "slots": self.slots,
+        }
+
+
+class Understander(Protocol):
+    """Anything that turns text into an :class:`Understanding`."""
+
+    def understand(self, text: str) -> Understanding: ...
+
+
+class NoUnderstanding:
+    """The understander used when no NLU is loaded: every text goes to the fallback."""
+
+    def understand(self, text: str) -> Understanding:
+        return Understanding(intent="unknown", confidence=0.0)

@@ -1,0 +1,122 @@
+"""All of amlbot's settings in one place, read from ``AMLBOT_*`` environment variables and ``.env``."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from typing_extensions import Annotated
+
+
+class Settings(BaseSettings):
+    """Runtime configuration. Everything amlbot writes lives under ``data_dir``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="AMLBOT_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    # --- storage -------------------------------------------------------------------------
+    data_dir: Path = Field(
+        default=Path(".amlbot"), description="Where datasets, models, indexes and the database live."
+    )
+    database_url: str | None = Field(
+        default=None, description="Any SQLAlchemy URL; defaults to SQLite (WAL) in the data dir."
+    )
+
+    # --- telegram ------------------------------------------------------------------------
+    telegram_token: SecretStr | None = Field(default=None, description="Bot API token.")
+    telegram_base_url: str = Field(
+        default="https://api.telegram.org/bot", description="Bot API endpoint (token appended)."
+    )
+    telegram_base_file_url: str = Field(
+        default="https://api.telegram.org/file/bot", description="Bot API file endpoint."
+    )
+    telegram_poll_interval: float = Field(default=0.0, ge=0.0)
+    telegram_poll_timeout: int = Field(default=10, ge=0, description="Long-poll timeout, s.")
+    telegram_progress_interval: float = Field(
+        default=1.0, ge=0.0, description="Minimum seconds between two edits of a progress message."
+    )
+    telegram_max_concurrent_updates: int = Field(default=64, ge=1)
+
+    # --- limits and access ---------------------------------------------------------------
+    max_message_chars: int = Field(default=20_000, ge=1, description="Longer text is truncated.")
+    max_upload_bytes: int = Field(default=10 * 1024 * 1024, ge=1)
+    admins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="User ids allowed to run heavy commands (comma-separated)."
+    )
+    heavy_commands_open: bool = Field(
+        default=False, description="Let every user run heavy commands (training jobs)."
+    )
+    user_job_quota: int = Field(
+        default=0, ge=0, description="Heavy jobs a non-admin user may start per day (0: none)."
+    )
+
+    # --- skills and NLU ------------------------------------------------------------------
+    extra_skills: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Import paths 'module:factory' of additional skills (comma-separated).",
+    )
+    nlu_enabled: bool = Field(
+        default=True, description="Route free text through the trained NLU (trains on first run)."
+    )
+    intent_threshold: float = Field(default=0.55, ge=0.0, le=1.0)
+    chitchat_backend: Literal["retrieval", "smollm2"] = "retrieval"
+    encoder_backend: Literal["torch", "onnx", "onnx-int8"] = "torch"
+
+    # --- jobs ----------------------------------------------------------------------------
+    jobs_backend: Literal["local", "ray"] = "local"
+    ray_address: str | None = None
+    max_concurrent_jobs: int = Field(default=1, ge=1)
+
+    log_level: str = "INFO"
+
+    @field_validator("admins", "extra_skills", mode="before")
+    @classmethod
+    def _split_csv(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The database URL in use: the setting, or SQLite inside the data dir."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'amlbot.sqlite3').resolve()}"
+
+    def path(self, *parts: str) -> Path:
+        """A path under the data dir, with its parent created."""
+        target = self.data_dir.joinpath(*parts)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return target
+
+    def redacted(self) -> dict[str, Any]:
+        """Settings as a plain dict with every secret masked, for display and logs."""
+        shown: dict[str, Any] = {}
+        for name, value in self.model_dump().items():
+            if isinstance(value, SecretStr):
+                value = "**********" if value.get_secret_value() else None
+            elif isinstance(value, Path):
+                value = str(value)
+            shown[name] = value
+        shown["database_url"] = _redact_url(self.resolved_database_url)
+        return shown
+
+
+def _redact_url(url: str) -> str:
+    """Mask the password in a database URL."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - a malformed URL is shown as-is minus credentials
+        return url.split("@")[-1]
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (read once)."""
+    return Settings()
