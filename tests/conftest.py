@@ -1,4 +1,4 @@
-"""Shared fixtures: an isolated data dir and settings for every test."""
+"""Shared fixtures: an isolated data dir per test, and one session data dir with the real data."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 
 from bot.settings import Settings, get_settings
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 @pytest.fixture(autouse=True)
@@ -26,3 +28,25 @@ def _isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[N
 def settings(tmp_path: Path) -> Settings:
     """Settings on a fresh data dir, without NLU (for the core's own tests)."""
     return Settings(data_dir=tmp_path / "data", nlu_enabled=False)
+
+
+@pytest.fixture(scope="session")
+def _session_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One data dir per test session, filled from ../shared/data through `data fetch`."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"no shared data at {SHARED_DATA}")
+    from bot.data.fetch import fetch_datasets
+
+    data_dir = tmp_path_factory.mktemp("shared-data")
+    ok = fetch_datasets(mirror=SHARED_DATA, settings=Settings(data_dir=data_dir),
+                        echo=lambda _line: None)
+    assert ok, "could not fetch the shared datasets"
+    return data_dir
+
+
+@pytest.fixture()
+def shared_data_dir(_session_data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The session data dir with every registered dataset; AMLBOT_DATA_DIR points at it."""
+    monkeypatch.setenv("AMLBOT_DATA_DIR", str(_session_data_dir))
+    get_settings.cache_clear()
+    return _session_data_dir

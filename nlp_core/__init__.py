@@ -1,0 +1,1 @@
+"""NLP components: text preparation, intent, tags, entities, duplicate search and chit-chat."""
