@@ -6,7 +6,7 @@ import logging
 
 import typer
 
-from bot.cli import chat, config, data
+from bot.cli import bench, chat, config, data, db, telegram, tool
 
 app = typer.Typer(
     name="amlbot",
@@ -21,8 +21,12 @@ app = typer.Typer(
     add_completion=False,
 )
 app.command("chat")(chat.chat)
+app.command("telegram")(telegram.telegram)
 app.add_typer(config.app, name="config")
 app.add_typer(data.app, name="data")
+app.add_typer(db.app, name="db")
+app.add_typer(bench.app, name="bench")
+app.add_typer(tool.app, name="tool")
 
 
 @app.callback()

@@ -1,0 +1,67 @@
+"""``amlbot telegram``: run the bot on Telegram (long polling, or a webhook server)."""
+
+from __future__ import annotations
+
+import logging
+from urllib.parse import quote
+
+import typer
+
+log = logging.getLogger(__name__)
+
+
+def telegram(
+    webhook_url: str | None = typer.Option(
+        None, "--webhook-url",
+        help="Public HTTPS URL Telegram should post updates to; runs a webhook server "
+             "instead of long polling.",
+    ),
+    listen: str = typer.Option(
+        "127.0.0.1", "--listen", help="Webhook mode: address to listen on (behind a proxy)."
+    ),
+    port: int = typer.Option(8443, "--port", help="Webhook mode: port to listen on."),
+) -> None:
+    """Run the bot on Telegram. Needs AMLBOT_TELEGRAM_TOKEN (from @BotFather)."""
+    from bot.settings import get_settings
+
+    settings = get_settings()
+    token = settings.telegram_token
+    if token is None or not token.get_secret_value().strip():
+        typer.echo(
+            "AMLBOT_TELEGRAM_TOKEN is not set. Get a token from @BotFather and put it in the "
+            "environment or in .env (AMLBOT_TELEGRAM_TOKEN=123456:ABC...).",
+            err=True,
+        )
+        raise typer.Exit(2)
+
+    from telegram.error import InvalidToken
+
+    from bot.channels.telegram import TelegramChannel
+    from bot.core.assistant import Assistant
+    from bot.logging import setup_logging
+
+    # The token also travels percent-encoded (file download URLs): mask that form too.
+    root_level = logging.getLevelName(logging.getLogger().getEffectiveLevel())
+    setup_logging(root_level, secrets=[quote(token.get_secret_value(), safe="")])
+    logging.captureWarnings(True)  # PTB warnings go through the redacting log handlers
+    if logging.getLogger().getEffectiveLevel() <= logging.DEBUG:
+        # -v shows every Bot API request; the log filter masks the token in the URLs.
+        logging.getLogger("httpx").setLevel(logging.INFO)
+
+    assistant = Assistant(settings)
+    channel = TelegramChannel(assistant, settings)
+    try:
+        if webhook_url:
+            log.info("starting the webhook server on %s:%d for %s", listen, port, webhook_url)
+            channel.run_webhook(webhook_url, listen=listen, port=port)
+        else:
+            log.info("long polling %s", settings.telegram_base_url)
+            channel.run_polling()
+    except InvalidToken as exc:
+        log.error("the Bot API rejected the token: %s", exc)
+        raise typer.Exit(1) from None
+    except Exception:
+        log.exception("the Telegram channel stopped with an error")
+        raise typer.Exit(1) from None
+    finally:
+        assistant.close()

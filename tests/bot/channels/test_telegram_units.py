@@ -1,0 +1,163 @@
+"""Unit tests of the Telegram channel's pieces: the message splitter and the progress relay."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bot.channels.telegram import (
+    TEXT_LIMIT,
+    ProgressRelay,
+    sniff_image,
+    split_text,
+    telegram_length,
+)
+from bot.core.messages import ProgressHandle
+from tests.support.fake_bot_api import png_bytes
+from tests.support.skills import long_text
+
+# --- splitting -------------------------------------------------------------------------------
+
+
+def test_short_text_is_one_message() -> None:
+    assert split_text("hello\nworld") == ["hello\nworld"]
+    assert split_text("") == []
+
+
+def test_long_reply_is_split_at_line_boundaries() -> None:
+    text = long_text()
+    chunks = split_text(text)
+    assert "".join(chunks) == text
+    assert all(telegram_length(chunk) <= TEXT_LIMIT for chunk in chunks)
+    assert len(chunks) >= 3
+    # The only line longer than a message (4,508 chars, line 7) is the only hard cut.
+    hard_cuts = [chunk for chunk in chunks[:-1] if not chunk.endswith("\n")]
+    assert len(hard_cuts) == 1
+    assert max(len(line) for line in text.split("\n")) > TEXT_LIMIT
+
+
+def test_a_line_without_spaces_is_cut_hard() -> None:
+    chunks = split_text("x" * 10_000)
+    assert [len(c) for c in chunks] == [4096, 4096, 1808]
+
+
+def test_a_long_line_is_cut_after_a_space() -> None:
+    words = " ".join(["word"] * 3000)  # 14,999 characters, one line
+    chunks = split_text(words)
+    assert "".join(chunks) == words
+    assert all(chunk.endswith(" ") for chunk in chunks[:-1])
+    assert all(len(chunk) <= TEXT_LIMIT for chunk in chunks)
+
+
+def test_astral_characters_count_twice() -> None:
+    text = "😀" * 3000  # 6,000 UTF-16 units
+    assert telegram_length(text) == len(text.encode("utf-16-le")) // 2 == 6000
+    chunks = split_text(text)
+    assert "".join(chunks) == text
+    assert [telegram_length(c) for c in chunks] == [4096, 1904]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    text=st.lists(st.sampled_from(["a", "b", " ", "\n", "\r\n", "\r", "😀", "é"]),
+                  max_size=300).map("".join),
+    limit=st.integers(min_value=2, max_value=40),
+)
+def test_split_invariants(text: str, limit: int) -> None:
+    chunks = split_text(text, limit)
+    assert "".join(chunks) == text
+    assert all(chunk and telegram_length(chunk) <= limit for chunk in chunks)
+    lines = text.splitlines(keepends=True)
+    if all(telegram_length(line) <= limit for line in lines):
+        # Nothing needed a hard cut, so every chunk ends where a line ends.
+        assert all(chunk.endswith(("\n", "\r")) for chunk in chunks[:-1])
+
+
+def test_sniff_image() -> None:
+    assert sniff_image(png_bytes()) == ("image/png", ".png")
+    assert sniff_image(b"\xff\xd8\xff\xe0rest") == ("image/jpeg", ".jpg")
+    assert sniff_image(b"not an image at all") is None
+
+
+# --- the progress throttle -------------------------------------------------------------------
+
+
+async def _relay(handle: ProgressHandle, interval: float,
+                 work: threading.Thread | None = None) -> list[tuple[float, str]]:
+    edits: list[tuple[float, str]] = []
+
+    async def edit(text: str) -> None:
+        edits.append((time.monotonic(), text))
+
+    relay = ProgressRelay(handle, edit, interval=interval, loop=asyncio.get_running_loop())
+    task = asyncio.create_task(relay.run(handle.render()))  # as if the message was just sent
+    await asyncio.sleep(0)
+    if work is not None:
+        work.start()
+    await asyncio.wait_for(task, timeout=10)
+    assert relay.edits == len(edits)
+    return edits
+
+
+def test_progress_edits_are_throttled_and_the_final_state_is_delivered() -> None:
+    interval = 0.15
+    handle = ProgressHandle("Training")
+
+    def work() -> None:  # 200 updates in about 0.6 s, from another thread
+        for step in range(1, 201):
+            handle.update(step / 200, f"step {step}")
+            time.sleep(0.003)
+        handle.finish("done")
+
+    started = time.monotonic()
+    edits = asyncio.run(_relay(handle, interval, threading.Thread(target=work)))
+    elapsed = time.monotonic() - started
+    assert edits[-1][1] == handle.render()
+    assert "✓" in edits[-1][1] and "100%" in edits[-1][1]
+    assert len(edits) <= elapsed / interval + 2  # far fewer than the 201 states
+    assert edits[0][0] - started >= interval * 0.9  # the first message was just sent
+    gaps = [later[0] - earlier[0] for earlier, later in zip(edits, edits[1:], strict=False)]
+    assert all(gap >= interval * 0.9 for gap in gaps)
+
+
+def test_a_lone_update_is_delivered_after_the_interval() -> None:
+    """The trailing edge: a state that arrives inside the quiet period is not lost."""
+    handle = ProgressHandle("Indexing")
+
+    def work() -> None:
+        handle.update(0.5, "half")
+        time.sleep(0.4)  # no more updates for a while
+        handle.finish("ok")
+
+    edits = asyncio.run(_relay(handle, 0.1, threading.Thread(target=work)))
+    texts = [text for _, text in edits]
+    assert any("50%" in text and "half" in text for text in texts)
+    assert texts[-1] == handle.render() and "✓ ok" in texts[-1]
+
+
+def test_a_failing_edit_does_not_stop_the_relay() -> None:
+    handle = ProgressHandle("Upload")
+    attempts: list[str] = []
+
+    async def flaky_edit(text: str) -> None:
+        attempts.append(text)
+        if len(attempts) == 1:
+            raise RuntimeError("network down")
+
+    async def run() -> None:
+        relay = ProgressRelay(handle, flaky_edit, interval=0.05,
+                              loop=asyncio.get_running_loop())
+        task = asyncio.create_task(relay.run(handle.render()))
+        await asyncio.sleep(0.01)
+        await asyncio.to_thread(handle.update, 0.3)
+        await asyncio.sleep(0.1)
+        await asyncio.to_thread(handle.finish, "failed", True)
+        await asyncio.wait_for(task, timeout=5)
+
+    asyncio.run(run())
+    assert len(attempts) == 2
+    assert "✗" in attempts[-1]
