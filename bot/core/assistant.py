@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import importlib
 import logging
+import re
+import threading
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from bot.core.messages import Message, ProgressReply, Reply, TextReply, reply_text
@@ -18,11 +20,16 @@ from bot.storage.store import Store
 
 if TYPE_CHECKING:
     from bot.skills.base import Skill
+    from nlp_core.pipeline import NLP
 
 log = logging.getLogger(__name__)
 
+#: Called with ``(chat_id, replies)`` for replies that arrive after ``handle`` returned.
+ReplyListener = Callable[[str, Sequence[Reply]], None]
+
 _CONTROL = {c: "\ufffd" for c in range(32) if chr(c) not in "\n\t\r"}
 _CONTROL[0x7F] = "\ufffd"
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def clean_text(text: str, max_chars: int) -> tuple[str, bool]:
@@ -31,8 +38,7 @@ def clean_text(text: str, max_chars: int) -> tuple[str, bool]:
     Lone surrogates and control characters become U+FFFD (no database accepts NUL, and
     UTF-8 cannot encode a lone surrogate). Text over ``max_chars`` is cut; the flag says so.
     """
-    text = text.encode("utf-8", "replace").decode("utf-8")
-    text = text.translate(_CONTROL)
+    text = _SURROGATE.sub("\ufffd", text).translate(_CONTROL)
     if len(text) > max_chars:
         return text[:max_chars], True
     return text, False
@@ -52,11 +58,21 @@ class Assistant:
         store: Store | None = None,
         understander: Understander | None = None,
         skills: Iterable[str] | None = None,
+        nlp: NLP | None = None,
     ) -> None:
         self.settings = settings or get_settings()
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.store = store or Store(self.settings.resolved_database_url)
         self.started_at = time.time()
+        self._reply_listeners: list[ReplyListener] = []
+        self._listeners_lock = threading.Lock()
+        if nlp is None and self.settings.nlu_enabled:
+            from nlp_core.pipeline import load_nlp
+
+            nlp = load_nlp(self.settings)
+        self.nlp = nlp
+        if understander is None and nlp is not None:
+            understander = nlp
         from bot.skills import build_skills
 
         built = build_skills(self, names=skills)
@@ -162,6 +178,47 @@ class Assistant:
             self.store.append_events(events)
         except Exception:  # noqa: BLE001 - never fail a reply because the log is down
             log.exception("could not store events for chat %s", message.chat_id)
+
+    def add_listener(self, listener: ReplyListener) -> Callable[[], None]:
+        """Register a channel's callback for later replies (job results); returns a remover.
+
+        Listeners run on the notifying thread (a job pump): they must hand the replies over
+        to their channel quickly and ignore chats that are not theirs.
+        """
+        with self._listeners_lock:
+            self._reply_listeners.append(listener)
+
+        def remove() -> None:
+            with self._listeners_lock:
+                if listener in self._reply_listeners:
+                    self._reply_listeners.remove(listener)
+
+        return remove
+
+    def notify(self, chat_id: str, replies: Sequence[Reply], *, user_id: str = "",
+               channel: str = "") -> int:
+        """Push replies to a chat outside of ``handle`` (e.g. a finished job's results).
+
+        The replies are stored as events and given to every listener; returns how many
+        listeners took them (0: no channel is attached, the replies are only stored).
+        """
+        replies = list(replies)
+        events = [Event(chat_id=chat_id, user_id=user_id, channel=channel[:32], type="reply",
+                        text=reply_text(reply)[:20_000], data={"kind": reply.kind,
+                                                                "later": True})
+                  for reply in replies]
+        try:
+            self.store.append_events(events)
+        except Exception:  # noqa: BLE001 - delivering matters more than logging
+            log.exception("could not store later replies for chat %s", chat_id)
+        with self._listeners_lock:
+            listeners = list(self._reply_listeners)
+        for listener in listeners:
+            try:
+                listener(chat_id, replies)
+            except Exception:  # noqa: BLE001 - one broken channel must not starve the others
+                log.exception("reply listener failed for chat %s", chat_id)
+        return len(listeners)
 
     def close(self) -> None:
         for skill in self.router.skills.values():

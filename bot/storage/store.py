@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, func, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import StaticPool
 
 from bot.storage.models import Base, Chat, Event, User, utcnow
 
@@ -22,11 +24,17 @@ def make_engine(url: str) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database
+        options: dict[str, Any] = {}
         if database and database != ":memory:":
             from pathlib import Path
 
             Path(database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        else:
+            # One shared connection, or every thread would see its own empty in-memory database.
+            options["poolclass"] = StaticPool
+        engine = create_engine(
+            url, connect_args={"check_same_thread": False, "timeout": 30}, **options
+        )
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -49,11 +57,15 @@ class Store:
         self.url = url
         self.engine = make_engine(url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # An in-memory SQLite database is one shared connection: one transaction at a time.
+        self._serial: AbstractContextManager[Any] = (
+            threading.RLock() if isinstance(self.engine.pool, StaticPool) else nullcontext()
+        )
         if create:
             self.migrate()
 
     def migrate(self) -> None:
-        """Bring the schema to the newest version (Alembic when available, else create_all)."""
+        """Bring the schema to the newest version (Alembic ``upgrade head``)."""
         from bot.storage.migrations import upgrade
 
         upgrade(self.engine)
@@ -61,7 +73,7 @@ class Store:
     @contextmanager
     def session(self) -> Iterator[Session]:
         """A session that commits on success and rolls back on error."""
-        with self._sessions() as session:
+        with self._serial, self._sessions() as session:
             try:
                 yield session
                 session.commit()
@@ -72,43 +84,80 @@ class Store:
     def append_events(self, events: Sequence[Event]) -> list[int]:
         """Append events in one transaction, touching their user and chat; returns their ids.
 
-        The rows are committed (and, for SQLite, fsynced) before this returns.
+        The rows are committed (and, for SQLite, fsynced) before this returns. Text the
+        databases cannot hold (NUL, lone surrogates) is replaced by U+FFFD first.
         """
         now = utcnow()
+        users: dict[str, str | None] = {}
+        chats: dict[str, str] = {}
+        for item in events:
+            item.text = clean_db_text(item.text or "")
+            if item.error is not None:
+                item.error = clean_db_text(item.error)
+            if item.data is not None:
+                item.data = clean_db_json(item.data)
+            item.timestamp = item.timestamp or now
+            if item.type == "message":
+                username = (item.data or {}).get("username")
+                users[item.user_id] = username or users.get(item.user_id)
+            chats.setdefault(item.chat_id, item.channel)
         with self.session() as session:
-            seen_users: set[str] = set()
-            seen_chats: set[str] = set()
-            for item in events:
-                if item.type == "message" and item.user_id not in seen_users:
-                    seen_users.add(item.user_id)
-                    user = session.get(User, item.user_id)
-                    username = (item.data or {}).get("username")
-                    if user is None:
-                        session.add(User(id=item.user_id, username=username, first_seen=now,
-                                         last_seen=now))
-                    else:
-                        user.last_seen = now
-                        if username:
-                            user.username = username
-                if item.chat_id not in seen_chats:
-                    seen_chats.add(item.chat_id)
-                    chat = session.get(Chat, item.chat_id)
-                    if chat is None:
-                        session.add(Chat(id=item.chat_id, channel=item.channel, first_seen=now,
-                                         last_seen=now))
-                    else:
-                        chat.last_seen = now
-                item.timestamp = item.timestamp or now
-                session.add(item)
+            # Sorted, so that two concurrent transactions lock rows in the same order.
+            for user_id in sorted(users):
+                self._touch_user(session, user_id, users[user_id], now)
+            for chat_id in sorted(chats):
+                self._touch_chat(session, chat_id, chats[chat_id], now)
+            session.add_all(events)
             session.flush()
             return [item.id for item in events]
+
+    def _touch_user(self, session: Session, user_id: str, username: str | None,
+                    now: datetime) -> None:
+        upsert = _upsert_for(session)
+        if upsert is None:
+            user = session.get(User, user_id)
+            if user is None:
+                session.add(User(id=user_id, username=username, first_seen=now, last_seen=now))
+            else:
+                user.last_seen = now
+                user.username = username or user.username
+            return
+        stmt = upsert(User).values(id=user_id, username=username, first_seen=now, last_seen=now)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[User.id],
+            set_={"last_seen": stmt.excluded.last_seen,
+                  "username": func.coalesce(stmt.excluded.username, User.username)},
+        )
+        session.execute(stmt)
+
+    def _touch_chat(self, session: Session, chat_id: str, channel: str, now: datetime) -> None:
+        upsert = _upsert_for(session)
+        if upsert is None:
+            chat = session.get(Chat, chat_id)
+            if chat is None:
+                session.add(Chat(id=chat_id, channel=channel, first_seen=now, last_seen=now))
+            else:
+                chat.last_seen = now
+            return
+        stmt = upsert(Chat).values(id=chat_id, channel=channel, first_seen=now, last_seen=now)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[Chat.id], set_={"last_seen": stmt.excluded.last_seen}
+        )
+        session.execute(stmt)
+
+    def get_user(self, user_id: str) -> User | None:
+        with self.session() as session:
+            return session.get(User, user_id)
+
+    def get_chat(self, chat_id: str) -> Chat | None:
+        with self.session() as session:
+            return session.get(Chat, chat_id)
 
     def history(self, chat_id: str, limit: int = 20) -> list[Event]:
         """The last ``limit`` events of a chat, oldest first."""
         with self.session() as session:
-            rows = session.scalars(
-                select(Event).where(Event.chat_id == chat_id).order_by(Event.id.desc()).limit(limit)
-            ).all()
+            query = select(Event).where(Event.chat_id == chat_id)
+            rows = session.scalars(query.order_by(Event.id.desc()).limit(limit)).all()
         return list(reversed(rows))
 
     def count_events(self, chat_id: str | None = None) -> int:
@@ -124,6 +173,42 @@ class Store:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def _upsert_for(session: Session) -> Any:
+    """The dialect's ``insert`` with ``on_conflict_do_update``, or None where there is none."""
+    name = session.get_bind().dialect.name
+    if name == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        return sqlite_insert
+    if name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert
+    return None
+
+
+def clean_db_text(text: str) -> str:
+    """``text`` without what no database stores: NUL and lone surrogates become U+FFFD."""
+    if "\x00" in text:
+        text = text.replace("\x00", "\ufffd")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = "".join("\ufffd" if "\ud800" <= ch <= "\udfff" else ch for ch in text)
+    return text
+
+
+def clean_db_json(value: Any) -> Any:
+    """A JSON-able value with :func:`clean_db_text` applied to every string in it."""
+    if isinstance(value, str):
+        return clean_db_text(value)
+    if isinstance(value, dict):
+        return {clean_db_text(str(k)): clean_db_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [clean_db_json(v) for v in value]
+    return value
 
 
 def create_all(engine: Engine) -> None:

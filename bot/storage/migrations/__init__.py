@@ -1,13 +1,127 @@
-"""Schema migrations. Alembic revisions live in ``versions/``; ``upgrade`` applies them."""
+"""Schema migrations with Alembic. Revisions live in ``versions/``; :func:`upgrade` applies them.
+
+The Alembic environment (``env.py``) and template (``script.py.mako``) ship inside this package,
+so migrating needs no ``alembic.ini``: the :class:`alembic.config.Config` is built in code.
+To add a revision after changing ``bot/storage/models.py``: ``upgrade`` a scratch database, run
+``alembic.command.revision(alembic_config(url), autogenerate=True, message="...")``, review the
+new file in ``versions/`` and bump :data:`HEAD_REVISION`.
+"""
 
 from __future__ import annotations
 
-from sqlalchemy import Engine
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-from bot.storage.models import Base
+from sqlalchemy import Connection, Engine, inspect, text
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+
+log = logging.getLogger(__name__)
+
+#: The newest revision in ``versions/``. Checked against Alembic's own view in the tests, and
+#: compared with the database's ``alembic_version`` so an up-to-date start never imports Alembic.
+HEAD_REVISION = "0001"
+SCRIPT_LOCATION = Path(__file__).resolve().parent
+VERSION_TABLE = "alembic_version"
+#: Tables of the first revision; a database holding all of them but no version table was made
+#: by ``Base.metadata.create_all`` before migrations existed, and is stamped at ``0001``.
+_INITIAL_TABLES = ("users", "chats", "events", "jobs", "artifacts")
+# pg_advisory_xact_lock key: the bytes of "amlbot" as an integer.
+_PG_LOCK_KEY = int.from_bytes(b"amlbot", "big")
 
 
-def upgrade(engine: Engine) -> None:
-    """Bring the database at ``engine`` to the newest schema."""
-    # Replaced by an Alembic-driven upgrade once the first revision exists.
-    Base.metadata.create_all(engine)
+def alembic_config(url: str | None = None) -> Config:
+    """An Alembic :class:`Config` pointing at this package (no ``alembic.ini`` needed)."""
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(SCRIPT_LOCATION))
+    if url is not None:
+        # ConfigParser interpolation would choke on '%' in URL-encoded passwords.
+        config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return config
+
+
+def current_revision(connection: Connection) -> str | None:
+    """The revision stamped in the database, or None when it was never migrated."""
+    if not inspect(connection).has_table(VERSION_TABLE):
+        return None
+    return connection.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar()
+
+
+def is_up_to_date(engine: Engine) -> bool:
+    """Whether the database is at :data:`HEAD_REVISION` (one cheap query, no Alembic)."""
+    with engine.connect() as connection:
+        return current_revision(connection) == HEAD_REVISION
+
+
+def upgrade(engine: Engine) -> str:
+    """Bring the database at ``engine`` to the newest revision and return it.
+
+    Several processes may call this at once on a fresh database: PostgreSQL serialises them
+    with an advisory lock, SQLite with ``BEGIN IMMEDIATE`` (the others wait on the busy
+    timeout), and whoever comes second finds the schema up to date. On both backends the whole
+    upgrade is one transaction, so a failed migration leaves nothing half-done.
+    """
+    if is_up_to_date(engine):
+        return HEAD_REVISION
+    # Alembic announces each of its plugins at INFO on import; only the migrations matter.
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+    from alembic import command
+
+    with _locked_transaction(engine) as connection:
+        revision = current_revision(connection)
+        if revision != HEAD_REVISION:
+            config = alembic_config()
+            config.attributes["connection"] = connection
+            if revision is None and _has_initial_tables(connection):
+                log.info("stamping a pre-migration database at revision 0001")
+                command.stamp(config, "0001")
+            log.info("migrating the database from %s to %s", revision or "empty", HEAD_REVISION)
+            command.upgrade(config, "head")
+            revision = current_revision(connection)
+    return revision or HEAD_REVISION
+
+
+@contextmanager
+def _locked_transaction(engine: Engine) -> Iterator[Connection]:
+    """A connection in a transaction that no other migrating process can enter at once."""
+    with engine.connect() as connection:
+        backend = connection.dialect.name
+        if backend == "sqlite":
+            # pysqlite would only BEGIN before DML; take the write lock up front instead, so
+            # the DDL is transactional and a second process waits instead of racing.
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+            try:
+                yield connection
+            except BaseException:
+                connection.rollback()
+                raise
+            connection.commit()
+            return
+        with connection.begin():
+            if backend == "postgresql":
+                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"),
+                                   {"key": _PG_LOCK_KEY})
+            yield connection
+
+
+def _has_initial_tables(connection: Connection) -> bool:
+    existing = set(inspect(connection).get_table_names())
+    return all(name in existing for name in _INITIAL_TABLES)
+
+
+def schema_differences(engine: Engine) -> list[object]:
+    """What Alembic's autogenerate would change to make the database match the models."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from bot.storage.models import Base
+
+    with engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        return list(compare_metadata(context, Base.metadata))

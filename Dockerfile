@@ -1,0 +1,31 @@
+# amlbot on CPU: `docker build -t amlbot .` then
+#   docker run --rm -e AMLBOT_TELEGRAM_TOKEN=... -v amlbot-data:/data amlbot
+# Datasets, trained models and the SQLite database live in the /data volume; fill it once with
+#   docker run --rm -v amlbot-data:/data -v /path/to/mirror:/mirror:ro amlbot \
+#       amlbot data fetch --mirror /mirror
+# Set AMLBOT_DATABASE_URL=postgresql+psycopg://... to keep the event log in PostgreSQL instead.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    AMLBOT_DATA_DIR=/data
+
+WORKDIR /app
+
+# CPU-only torch first, from PyTorch's own index, so that `pip install .` finds it satisfied
+# instead of pulling the CUDA build from PyPI.
+RUN pip install --index-url https://download.pytorch.org/whl/cpu torch==2.13.0
+
+COPY . .
+RUN pip install ".[telegram,rl,bayes,postgres]" \
+    && useradd --create-home --uid 10001 amlbot \
+    && mkdir -p /data \
+    && chown amlbot:amlbot /data
+
+USER amlbot
+VOLUME ["/data"]
+
+# The schema is migrated on start (and can be checked with `amlbot db info`).
+CMD ["amlbot", "telegram"]

@@ -1,0 +1,1 @@
+"""Benchmarks behind ``amlbot bench``: each module measures one thing and writes its doc page."""

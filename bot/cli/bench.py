@@ -1,0 +1,57 @@
+"""``amlbot bench``: measure speed (numbers go to docs/benchmarks/)."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from pathlib import Path
+
+import typer
+
+app = typer.Typer(help="Speed benchmarks; each writes its page under docs/benchmarks/.",
+                  no_args_is_help=True)
+
+
+@app.command("startup")
+def startup(
+    runs: int = typer.Option(10, min=1, help="Timed cold starts (after one first run)."),
+    message: str = typer.Option("/start", help="The line piped into `amlbot chat`."),
+    output: Path = typer.Option(
+        Path("docs/benchmarks/startup.md"), help="The page whose table row is added or updated."
+    ),
+    write: bool = typer.Option(True, "--write/--no-write", help="Update the output page."),
+    as_json: bool = typer.Option(
+        False, "--json", help="End with one JSON line: median/p90/max and every run."
+    ),
+) -> None:
+    """Time a fresh `amlbot chat` answering "/start": median, p90 and max over N runs.
+
+    Set AMLBOT_NLU_ENABLED / AMLBOT_DATABASE_URL in the environment to pick the configuration.
+    """
+    import os
+
+    from bot.bench.startup import measure_startup, write_report
+
+    result = measure_startup(runs=runs, message=message)
+    s = result.summary()
+    typer.echo(f"{s['configuration']}: first reply after median {s['median_s']:.3f} s, "
+               f"p90 {s['p90_s']:.3f} s, max {s['max_s']:.3f} s over {s['runs']} runs, "
+               f"CPU median {s['cpu_median_s']:.3f} s "
+               f"(first run on an empty data dir {s['first_run_s']:.3f} s; "
+               f"target < {s['target_s']:g} s: {'met' if s['under_target'] else 'MISSED'})")
+    if write:
+        settings_env = " ".join(
+            f"{name}={shlex.quote(os.environ[name])}"
+            for name in ("AMLBOT_NLU_ENABLED",) if name in os.environ
+        )
+        if os.environ.get("AMLBOT_DATABASE_URL"):
+            # The URL may hold a password: name only its kind.
+            scheme = os.environ["AMLBOT_DATABASE_URL"].split(":", 1)[0]
+            settings_env += f" AMLBOT_DATABASE_URL=<{scheme} URL>"
+        command = f"{settings_env} amlbot bench startup --runs {runs}".strip()
+        if message != "/start":
+            command += f" --message {shlex.quote(message)}"
+        write_report(result, output, command)
+        typer.echo(f"updated {output}")
+    if as_json:
+        typer.echo(json.dumps(result.to_dict()))

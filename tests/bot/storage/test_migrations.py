@@ -1,0 +1,131 @@
+"""Alembic migrations: the first revision builds exactly the models' schema, on both backends."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, inspect, text
+
+from bot.storage import Store
+from bot.storage.migrations import (
+    HEAD_REVISION,
+    SCRIPT_LOCATION,
+    alembic_config,
+    schema_differences,
+    upgrade,
+)
+from bot.storage.models import Base
+from bot.storage.store import create_all, make_engine
+
+
+def _revisions(url: str) -> list[str]:
+    engine = create_engine(url)
+    try:
+        with engine.connect() as connection:
+            return list(connection.execute(text("SELECT version_num FROM alembic_version"))
+                        .scalars())
+    finally:
+        engine.dispose()
+
+
+def test_head_revision_constant_matches_the_scripts() -> None:
+    from alembic.script import ScriptDirectory
+
+    scripts = ScriptDirectory.from_config(alembic_config())
+    assert scripts.get_heads() == [HEAD_REVISION]
+    assert Path(scripts.dir) == SCRIPT_LOCATION
+    assert (SCRIPT_LOCATION / "script.py.mako").is_file()
+
+
+def test_upgrade_builds_exactly_the_models_schema(db_url: str) -> None:
+    engine = make_engine(db_url)
+    try:
+        assert upgrade(engine) == HEAD_REVISION
+        assert set(Base.metadata.tables) <= set(inspect(engine).get_table_names())
+        assert schema_differences(engine) == []
+        # Up to date: a second upgrade changes nothing.
+        assert upgrade(engine) == HEAD_REVISION
+    finally:
+        engine.dispose()
+    assert _revisions(db_url) == [HEAD_REVISION]
+
+
+def test_downgrade_to_base_and_back(db_url: str) -> None:
+    from alembic import command
+
+    engine = make_engine(db_url)
+    try:
+        upgrade(engine)
+        with engine.begin() as connection:
+            config = alembic_config()
+            config.attributes["connection"] = connection
+            command.downgrade(config, "base")
+        assert not set(Base.metadata.tables) & set(inspect(engine).get_table_names())
+        assert upgrade(engine) == HEAD_REVISION
+        assert schema_differences(engine) == []
+    finally:
+        engine.dispose()
+
+
+def test_a_pre_migration_database_is_stamped_and_keeps_its_rows(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'legacy.sqlite3'}"
+    engine = make_engine(url)
+    create_all(engine)
+    with engine.begin() as connection:
+        connection.execute(text("INSERT INTO chats (id, channel, first_seen, last_seen) "
+                                "VALUES ('c1', 'console', '2025-01-01', '2025-01-01')"))
+    assert upgrade(engine) == HEAD_REVISION
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT COUNT(*) FROM chats")).scalar() == 1
+    engine.dispose()
+    assert _revisions(url) == [HEAD_REVISION]
+
+
+def test_starting_on_an_up_to_date_database_does_not_import_alembic(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'db.sqlite3'}"
+    Store(url).dispose()
+    probe = textwrap.dedent(f"""
+        import sys
+        from bot.storage import Store
+        Store({url!r}).dispose()
+        print("alembic" in sys.modules)
+    """)
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         timeout=60, check=True)
+    assert out.stdout.strip() == "False"
+
+
+@pytest.mark.timeout(120)
+def test_processes_starting_at_once_on_a_fresh_database_all_succeed(db_url: str) -> None:
+    """The first-run race: several processes migrate the same empty database concurrently."""
+    processes = 4
+    # Each child waits for a go file, so that they all hit the empty database together.
+    go = Path.cwd() / "go"
+    probe = textwrap.dedent(f"""
+        import time, pathlib
+        from bot.storage import Store
+        from bot.storage.models import Event
+        go = pathlib.Path({str(go)!r})
+        while not go.exists():
+            time.sleep(0.005)
+        store = Store({db_url!r})
+        store.append_events([Event(chat_id="race", user_id="u", channel="test",
+                                   type="message", text="hi")])
+        store.dispose()
+    """)
+    children = [subprocess.Popen([sys.executable, "-c", probe], stderr=subprocess.PIPE,
+                                 text=True) for _ in range(processes)]
+    go.touch()
+    errors = [child.communicate(timeout=100)[1] for child in children]
+    assert [child.returncode for child in children] == [0] * processes, errors
+    assert _revisions(db_url) == [HEAD_REVISION]
+    store = Store(db_url)
+    try:
+        assert store.count_events("race") == processes
+        assert schema_differences(store.engine) == []
+    finally:
+        store.dispose()
