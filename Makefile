@@ -10,7 +10,7 @@ export AMLBOT_DATA_DIR ?= $(CURDIR)/var
 $(BIN)/amlbot: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip "setuptools<81" wheel
-	$(BIN)/pip install --quiet -e ".[telegram,rl,bayes,postgres,dev]"
+	$(BIN)/pip install --quiet -e ".[telegram,rl,bayes,ray,postgres,dev]"
 	touch $@
 
 venv: $(BIN)/amlbot

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TextIO
 
@@ -46,6 +46,7 @@ class ConsoleChannel:
         self._pending: list[ProgressHandle] = []
         self._print_lock = threading.Lock()
         self._counter = 0
+        assistant.add_listener(self._print_later)
 
     def send(self, text: str) -> list[Reply]:
         """Handle one line and print the replies."""
@@ -55,6 +56,12 @@ class ConsoleChannel:
         for reply in replies:
             self._print_reply(reply)
         return replies
+
+    def _print_later(self, chat_id: str, replies: Sequence[Reply]) -> None:
+        """Print replies that arrive after the message was answered (job results)."""
+        if chat_id == self.chat_id:
+            for reply in replies:
+                self._print_reply(reply)
 
     def _print(self, text: str) -> None:
         with self._print_lock:

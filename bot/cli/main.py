@@ -6,7 +6,7 @@ import logging
 
 import typer
 
-from bot.cli import bench, chat, config, data, db, telegram, tool
+from bot.cli import bench, chat, config, data, db, index, telegram, tool
 
 app = typer.Typer(
     name="amlbot",
@@ -27,6 +27,7 @@ app.add_typer(data.app, name="data")
 app.add_typer(db.app, name="db")
 app.add_typer(bench.app, name="bench")
 app.add_typer(tool.app, name="tool")
+app.add_typer(index.app, name="index")
 
 
 @app.callback()

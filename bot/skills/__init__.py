@@ -15,7 +15,7 @@ skills: Registry[type[Skill]] = Registry("skill")
 
 
 def _register_builtins() -> None:
-    from bot.skills import basic  # noqa: F401
+    from bot.skills import basic, nlp, tools  # noqa: F401
 
 
 def build_skills(assistant: Assistant, names: Iterable[str] | None = None) -> list[Skill]:

@@ -1,0 +1,199 @@
+"""What runs inside a job's worker (a spawned process or a Ray task): one tool command.
+
+:func:`execute` is backend-neutral: it resolves the tool, runs it with a :class:`ToolContext`
+wired to ``emit`` (progress events) and ``cancel`` (anything with ``is_set()``), saves the images
+into the job's work dir, and returns the final event. Events are plain tuples so they pickle
+anywhere: ``("progress", job_id, fraction, detail)``, ``("done", job_id, payload)``,
+``("failed", job_id, message)`` and ``("cancelled", job_id, detail)``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+log = logging.getLogger(__name__)
+
+JobEvent = tuple[Any, ...]
+Emit = Callable[[JobEvent], None]
+
+#: Seconds between two progress events a worker sends (the last one always goes).
+PROGRESS_INTERVAL = 0.2
+#: Files larger than this are not shipped back from remote workers.
+MAX_SHIPPED_BYTES = 64 * 1024 * 1024
+
+
+class CancelFlag(Protocol):
+    def is_set(self) -> bool: ...
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """Everything a worker needs to run one job; plain data, so it pickles to any backend."""
+
+    job_id: str
+    tool: str
+    command: str
+    params: dict[str, Any]
+    work_dir: str
+    data_dir: str
+    num_cpus: float = 1.0
+    num_gpus: float = 0.0
+    env: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class AnyFlag:
+    """Set when any of its flags is set (the job's cancel event, or "my parent died")."""
+
+    def __init__(self, *flags: CancelFlag) -> None:
+        self.flags = flags
+
+    def is_set(self) -> bool:
+        return any(flag.is_set() for flag in self.flags)
+
+
+def safe_name(name: str) -> str:
+    """A file name that stays inside the work dir."""
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(name).name).strip("._")
+    return cleaned[:120] or "file"
+
+
+def execute(
+    spec: JobSpec, emit: Emit, cancel: CancelFlag, *, ship_files: bool = False
+) -> JobEvent:
+    """Run ``spec`` and return its final event (never raises)."""
+    from course_tools import load_tools
+    from course_tools.base import JobCancelled, ToolContext
+
+    job_id = spec.job_id
+    os.environ["AMLBOT_DATA_DIR"] = spec.data_dir
+    os.environ.update(spec.env)
+    try:
+        from bot.settings import get_settings
+
+        get_settings.cache_clear()
+        tool = load_tools().get(spec.tool)
+        command = tool.command(spec.command)
+        params = command.params.model_validate(spec.params)
+        work_dir = Path(spec.work_dir)
+        work_dir.mkdir(parents=True, exist_ok=True)
+        last = [0.0]
+
+        def progress(fraction: float, detail: str) -> None:
+            now = time.monotonic()
+            if fraction >= 1.0 or now - last[0] >= PROGRESS_INTERVAL:
+                last[0] = now
+                emit(("progress", job_id, float(fraction), str(detail)[:300]))
+
+        ctx = ToolContext(params=params, work_dir=work_dir, progress=progress,
+                          cancel_event=cancel)
+        ctx.check_cancelled()
+        result = command.func(ctx)
+        ctx.check_cancelled()
+    except JobCancelled:
+        return ("cancelled", job_id, "cancelled")
+    except BaseException as exc:  # noqa: BLE001 - a tool's failure is the job's result
+        if isinstance(exc, KeyboardInterrupt | SystemExit) and cancel.is_set():
+            return ("cancelled", job_id, "cancelled")
+        log.exception("job %s failed", job_id)
+        trace = "".join(traceback.format_exception(exc)[-3:])
+        return ("failed", job_id, f"{type(exc).__name__}: {exc}"[:1000], trace[-2000:])
+    try:
+        payload = _payload(result, work_dir, job_id, ship_files)
+    except Exception as exc:  # noqa: BLE001 - e.g. a tool returned a non-numeric metric
+        return ("failed", job_id, f"could not save the results: {type(exc).__name__}: {exc}")
+    return ("done", job_id, payload)
+
+
+def _payload(result: Any, work_dir: Path, job_id: str, ship_files: bool) -> dict[str, Any]:
+    images = []
+    for filename, data in result.images:
+        name = safe_name(filename)
+        (work_dir / name).write_bytes(data)
+        images.append(name)
+    artifacts: dict[str, str] = {}
+    for name, path in result.artifacts.items():
+        path = Path(path)
+        if not path.is_absolute():
+            path = work_dir / path
+        try:
+            relative = path.resolve().relative_to(work_dir.resolve())
+        except ValueError:  # outside the work dir: copy it in, so the job owns its files
+            relative = Path(safe_name(path.name))
+            (work_dir / relative).write_bytes(path.read_bytes())
+        artifacts[str(name)] = str(relative)
+    follow_up = result.follow_up
+    if follow_up:
+        follow_up = follow_up.replace("<job id>", job_id).replace("{job_id}", job_id)
+    payload: dict[str, Any] = {
+        "text": str(result.text),
+        "metrics": {str(k): float(v) for k, v in result.metrics.items()},
+        "images": images,
+        "artifacts": artifacts,
+        "follow_up": follow_up,
+    }
+    if ship_files:
+        files: dict[str, bytes] = {}
+        total = 0
+        for shipped in [*images, *artifacts.values()]:
+            source = work_dir / shipped
+            if source.is_file() and total + source.stat().st_size <= MAX_SHIPPED_BYTES:
+                files[shipped] = source.read_bytes()
+                total += len(files[shipped])
+        payload["files"] = files
+    return payload
+
+
+def watch_parent(flag: threading.Event, grace: float = 10.0) -> None:
+    """In a spawned worker: when the bot process dies, cancel the job, and exit if it ignores that.
+
+    A worker must never outlive the process that tends it (``kill -9`` of the bot included).
+    """
+    import multiprocessing
+
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def loop() -> None:
+        while parent.is_alive():
+            time.sleep(0.25)
+        flag.set()
+        time.sleep(grace)
+        os._exit(3)
+
+    threading.Thread(target=loop, name="amlbot-parent-watch", daemon=True).start()
+
+
+def child_main(spec_dict: dict[str, Any], conn: Any, cancel_event: Any) -> None:
+    """Entry point of a local worker process: run the job, stream events through ``conn``."""
+    spec = JobSpec(**spec_dict)
+    parent_gone = threading.Event()
+    watch_parent(parent_gone)
+    lock = threading.Lock()
+
+    def emit(event: JobEvent) -> None:
+        with lock:
+            conn.send(event)
+
+    if hasattr(os, "setpgrp"):  # a Ctrl-C in the bot's terminal is the bot's to handle
+        with contextlib.suppress(OSError):
+            os.setpgrp()
+    emit(("started", spec.job_id, os.getpid()))
+    final = execute(spec, emit, AnyFlag(cancel_event, parent_gone))
+    if parent_gone.is_set():
+        return
+    emit(final)
+    conn.close()

@@ -1,0 +1,406 @@
+"""Course tools as background jobs: /tools, /train, /run, /play, /jobs, /job and /cancel.
+
+Everything a user sees about a tool (its list, its parameters, the errors) is generated from
+its :class:`~course_tools.base.ToolSpec`. Jobs run in a :class:`~bot.jobs.JobManager`; when one
+ends, its results reach the chat through :meth:`Assistant.notify`, and ``/job ID`` shows them
+again at any later time (from the database and the files under ``<data_dir>/jobs/<id>/``).
+"""
+
+from __future__ import annotations
+
+import difflib
+import shlex
+import threading
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from bot.core.messages import ImageReply, ProgressReply, Reply, TextReply
+from bot.jobs import JobInfo, JobManager
+from bot.skills import skills
+from bot.skills.base import Command, Request, Skill
+
+if TYPE_CHECKING:
+    from bot.core.assistant import Assistant
+    from bot.registry import Registry
+    from course_tools.base import ToolCommand, ToolSpec
+
+QUOTA_WINDOW = timedelta(hours=24)
+_VERB_COMMAND = {"train": "train", "play": "play"}
+_JOB_FIELDS = ("job", "job_id")
+
+
+@skills.register("tools.jobs")
+class ToolsSkill(Skill):
+    """Starts course tools as jobs, reports their progress and results, and lists them."""
+
+    name = "tools.jobs"
+    description = "Course tools (RL, Bayesian methods...) run as background jobs."
+    commands = (
+        Command("tools", "List the course tools, or show one tool's commands and parameters.",
+                usage="/tools [NAME]"),
+        Command("train", "Train a course tool in the background.",
+                usage="/train NAME [name=value ...]   e.g. /train rl.dqn steps=20k", heavy=True),
+        Command("run", "Run a course tool's command in the background.",
+                usage="/run NAME [COMMAND] [name=value ...]   e.g. /run demo.montecarlo_pi n=1M"),
+        Command("play", "Replay what an earlier training job learned.",
+                usage="/play NAME JOB_ID [name=value ...]"),
+        Command("jobs", "This chat's recent jobs and their status.", usage="/jobs"),
+        Command("job", "A job's progress, or its results and plots once done.",
+                usage="/job JOB_ID"),
+        Command("cancel", "Stop a queued or running job.", usage="/cancel JOB_ID"),
+    )
+    intents = ("tool:*",)
+
+    def __init__(self, assistant: Assistant) -> None:
+        super().__init__(assistant)
+        self.settings = assistant.settings
+        self.jobs = JobManager(self.settings, assistant.store)
+        self._remove_listener = self.jobs.add_listener(self._on_job_end)
+        self._channels: dict[str, str] = {}
+        self._submit_lock = threading.Lock()
+
+    @cached_property
+    def tools(self) -> Registry[ToolSpec]:
+        """The tool registry, loaded on first use so that starting the bot stays quick."""
+        from course_tools import load_tools
+
+        return load_tools()
+
+    def close(self) -> None:
+        self._remove_listener()
+        self.jobs.close()
+
+    # --- dispatch ---------------------------------------------------------------------------
+
+    def handle(self, request: Request) -> list[Reply]:
+        from course_tools.params import ParamError
+
+        command = request.command
+        try:
+            if command is None:
+                return self._from_intent(request)
+            if command == "tools":
+                return self._describe(request.args)
+            if command in ("train", "run", "play"):
+                return self._start(request, _VERB_COMMAND.get(command), request.args)
+            if command == "jobs":
+                return self._list(request)
+            if command == "job":
+                return self._show(request)
+            if command == "cancel":
+                return self._cancel(request)
+        except ParamError as exc:
+            return [TextReply("\n".join(exc.problems))]
+        return [TextReply("Try /tools.")]
+
+    # --- /tools -------------------------------------------------------------------------------
+
+    def _describe(self, args: str) -> list[Reply]:
+        from course_tools.params import describe_params
+
+        if args.strip():
+            spec = self._find_tool(args.split()[0])
+            if isinstance(spec, str):
+                return [TextReply(spec)]
+            lines = [f"{spec.name} — {spec.summary}"]
+            for command in spec.commands:
+                verb = _verb_for(spec, command)
+                heavy = " (heavy: admins or quota)" if command.heavy else ""
+                lines.append(f"\n{verb} {spec.name}"
+                             f"{'' if verb != '/run' else ' ' + command.name} — "
+                             f"{command.help}{heavy}")
+                lines += [f"  • {line}" for line in describe_params(command.params)]
+            if spec.headline_metric:
+                lines.append(f"\nHeadline metric: {spec.headline_metric}")
+            if spec.examples:
+                lines.append("You can also just write: " +
+                             "; ".join(f"“{e}”" for e in spec.examples[:3]))
+            return [TextReply("\n".join(lines))]
+        if not len(self.tools):
+            return [TextReply("No course tools are installed.")]
+        lines = ["Course tools (/tools NAME for parameters):"]
+        course = None
+        for name, spec in self.tools.items():
+            if spec.course != course:
+                course = spec.course
+                lines.append(f"\n[{course}]")
+            commands = ", ".join(c.name + (" (heavy)" if c.heavy else "") for c in spec.commands)
+            lines.append(f"{name} — {spec.summary} Commands: {commands}.")
+        lines.append("\nStart one with /train NAME, /run NAME [COMMAND] or /play NAME JOB_ID, "
+                     "adding name=value parameters.")
+        return [TextReply("\n".join(lines))]
+
+    def _find_tool(self, name: str) -> ToolSpec | str:
+        """The tool called ``name`` (or its unique method part, ``dqn``), else a helpful line."""
+        wanted = name.strip().lower()
+        names = self.tools.names()
+        for candidate in names:
+            if candidate.lower() == wanted:
+                return self.tools.get(candidate)
+        by_method = [n for n in names if n.split(".", 1)[-1].lower() == wanted]
+        if len(by_method) == 1:
+            return self.tools.get(by_method[0])
+        close = difflib.get_close_matches(wanted, names, n=3, cutoff=0.5)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        return f"There is no tool {name!r}.{hint} /tools lists them."
+
+    # --- starting jobs ----------------------------------------------------------------------
+
+    def _start(self, request: Request, verb_command: str | None, args: str) -> list[Reply]:
+        from course_tools.params import ParamError, split_assignments
+
+        verb = f"/{request.command}"
+        try:
+            tokens = shlex.split(args)
+        except ValueError as exc:
+            raise ParamError([f"could not read that: {exc}"]) from None
+        if not tokens:
+            usage = next(c.usage for c in self.commands if c.name == request.command)
+            names = ", ".join(self.tools.names()) or "none installed"
+            return [TextReply(f"Usage: {usage}\nTools: {names}. /tools NAME shows parameters.")]
+        spec = self._find_tool(tokens[0])
+        if isinstance(spec, str):
+            return [TextReply(spec)]
+        positional = [t for t in tokens[1:] if "=" not in t]
+        assignments = [t for t in tokens[1:] if "=" in t]
+        known = [c.name for c in spec.commands]
+        if verb_command is None:
+            if positional and positional[0].lower() in known:
+                verb_command = positional.pop(0).lower()
+            else:
+                verb_command = "run" if "run" in known else known[0]
+        if verb_command not in known:
+            return [TextReply(
+                f"{spec.name} has no {verb_command} command; it has: {', '.join(known)}. "
+                f"Try /run {spec.name} {known[0]}."
+            )]
+        command = spec.command(verb_command)
+        raw: dict[str, Any] = dict(split_assignments(assignments))
+        if positional:
+            job_field = next((f for f in _JOB_FIELDS if f in command.params.model_fields), None)
+            if job_field is None or len(positional) > 1 or job_field in raw:
+                raise ParamError([
+                    f"I don't know what {positional[0]!r} means here: parameters are written "
+                    f"name=value. /tools {spec.name} lists them."])
+            raw[job_field] = positional[0]
+        return self._submit(request, spec, command, raw, verb=verb)
+
+    def _from_intent(self, request: Request) -> list[Reply]:
+        understanding = request.understanding
+        intent = understanding.intent if understanding else ""
+        name = intent.split(":", 1)[1] if ":" in intent else ""
+        if name not in self.tools:
+            return [TextReply(f"That sounds like the tool {name or '?'}, which is not "
+                              "installed here. /tools lists the ones that are.")]
+        spec = self.tools.get(name)
+        slots = dict(understanding.slots) if understanding else {}
+        known = [c.name for c in spec.commands]
+        wanted = str(slots.pop("command", "")).lower()
+        chosen = wanted if wanted in known else ("train" if "train" in known else known[0])
+        command = spec.command(chosen)
+        return self._submit(request, spec, command, slots, verb=_verb_for(spec, command),
+                            from_slots=True)
+
+    def _submit(self, request: Request, spec: ToolSpec, command: ToolCommand,
+                raw: Mapping[str, Any], *, verb: str, from_slots: bool = False) -> list[Reply]:
+        from course_tools.params import ParamError, build_params, describe_params
+
+        message = request.message
+        try:
+            params = build_params(command.params, raw, where=f"{spec.name} {command.name}",
+                                  ignore_unknown=from_slots)
+        except ParamError as exc:
+            lines = [f"I can't start {spec.name} {command.name}:"]
+            lines += [f"• {problem}" for problem in exc.problems]
+            lines.append(f"\nParameters of {spec.name} {command.name}:")
+            lines += [f"  {line}" for line in describe_params(command.params)]
+            return [TextReply("\n".join(lines))]
+        with self._submit_lock:  # the quota check and the new row must not interleave
+            refusal = self._refusal(message.user_id, spec, command)
+            if refusal:
+                return [TextReply(refusal)]
+            job_id = self.jobs.submit(spec.name, command.name, params, message.chat_id,
+                                      message.user_id)
+        self._channels[job_id] = message.channel
+        changed = {k: v for k, v in params.model_dump().items()
+                   if k in params.model_fields_set}
+        shown = " ".join(f"{k}={v}" for k, v in changed.items()) or "default parameters"
+        info = self.jobs.status(job_id)
+        queue = (f" It is number {info.position} in the queue."
+                 if info is not None and info.position and
+                 len(self.jobs.active()) > self.settings.max_concurrent_jobs else "")
+        replies: list[Reply] = [TextReply(
+            f"Started job {job_id}: {spec.name} {command.name} ({shown}).{queue} "
+            f"I'll post the results here when it is done. /job {job_id} shows it, "
+            f"/cancel {job_id} stops it."
+        )]
+        handle = self.jobs.handle(job_id)
+        if handle is not None:
+            replies.append(ProgressReply(handle))
+        return replies
+
+    def _refusal(self, user_id: str, spec: ToolSpec, command: ToolCommand) -> str | None:
+        """Why ``user_id`` may not start ``command`` now, or None if they may."""
+        settings = self.settings
+        if not command.heavy or settings.heavy_commands_open or user_id in settings.admins:
+            return None
+        quota = settings.user_job_quota
+        if quota > 0:
+            used = self.jobs.records.count_since(
+                user_id, datetime.now(UTC) - QUOTA_WINDOW, self._is_heavy)
+            if used < quota:
+                return None
+            return (f"You have started {used} heavy jobs in the last 24 hours, and the limit "
+                    f"is {quota}. Try again later, or ask the bot's operator to add your user "
+                    f"id ({user_id}) to AMLBOT_ADMINS.")
+        light = [f"{name} {c.name}" for name, s in self.tools.items() for c in s.commands
+                 if not c.heavy]
+        also = f" Light commands work for everyone: {', '.join(light)}." if light else ""
+        return (f"{spec.name} {command.name} is a heavy command (a long background job), "
+                f"so only the bot's admins may run it. To get access, ask the operator to add "
+                f"your user id ({user_id}) to AMLBOT_ADMINS, or to set AMLBOT_USER_JOB_QUOTA "
+                f"(heavy jobs per user per day) or AMLBOT_HEAVY_COMMANDS_OPEN=true.{also}")
+
+    def _is_heavy(self, tool: str, command: str) -> bool:
+        if tool not in self.tools:
+            return True
+        spec = self.tools.get(tool)
+        return any(c.name == command and c.heavy for c in spec.commands)
+
+    # --- /jobs, /job, /cancel -----------------------------------------------------------------
+
+    def _list(self, request: Request) -> list[Reply]:
+        infos = self.jobs.list(chat_id=request.message.chat_id, limit=10)
+        if not infos:
+            return [TextReply("No jobs in this chat yet. /tools shows what you can run.")]
+        lines = ["Recent jobs (newest first):"]
+        for info in infos:
+            lines.append(f"{info.id}  {info.tool} {info.command}  {_state(info)}  "
+                         f"({_ago(info.created_at)})")
+        lines.append("/job ID for details and results.")
+        return [TextReply("\n".join(lines))]
+
+    def _lookup(self, request: Request) -> JobInfo | str:
+        job_id = request.args.strip().split()[0].lower() if request.args.strip() else ""
+        if not job_id:
+            return f"Usage: /{request.command} JOB_ID (see /jobs)."
+        info = self.jobs.status(job_id)
+        message = request.message
+        if info is None or not (info.chat_id in (None, message.chat_id) or
+                                info.user_id == message.user_id or
+                                message.user_id in self.settings.admins):
+            return f"There is no job {job_id} in this chat. /jobs lists yours."
+        return info
+
+    def _show(self, request: Request) -> list[Reply]:
+        info = self._lookup(request)
+        if isinstance(info, str):
+            return [TextReply(info)]
+        if info.finished:
+            return self.result_replies(info)
+        params = " ".join(f"{k}={v}" for k, v in info.params.items())
+        replies: list[Reply] = [TextReply(
+            f"Job {info.id}: {info.tool} {info.command} ({params}) is {_state(info)}, "
+            f"started {_ago(info.started_at or info.created_at)}."
+        )]
+        handle = self.jobs.handle(info.id)
+        if handle is not None:
+            replies.append(ProgressReply(handle))
+        return replies
+
+    def _cancel(self, request: Request) -> list[Reply]:
+        info = self._lookup(request)
+        if isinstance(info, str):
+            return [TextReply(info)]
+        user = request.message.user_id
+        if info.user_id not in (None, user) and user not in self.settings.admins:
+            return [TextReply(f"Job {info.id} was started by someone else; only they or an "
+                              "admin can cancel it.")]
+        if info.finished:
+            return [TextReply(f"Job {info.id} has already ended ({info.status}).")]
+        if info.id not in self.jobs.active():
+            return [TextReply(f"Job {info.id} is tended by another bot process; it cannot be "
+                              "cancelled from here.")]
+        after = self.jobs.cancel(info.id)
+        if after is not None and after.status == "cancelled":
+            return [TextReply(f"Cancelled job {info.id} before it started.")]
+        return [TextReply(f"Cancelling job {info.id}… it stops within a couple of seconds.")]
+
+    # --- results ----------------------------------------------------------------------------
+
+    def result_replies(self, info: JobInfo) -> list[Reply]:
+        """What a finished job shows: its text and metrics, its plots, and what to try next."""
+        title = f"Job {info.id} ({info.tool} {info.command})"
+        if info.status == "cancelled":
+            return [TextReply(f"{title} was cancelled.")]
+        if info.status == "failed":
+            return [TextReply(f"{title} failed: {info.error or 'unknown error'}")]
+        if info.status != "done":
+            return [TextReply(f"{title} is {_state(info)}.")]
+        result = info.result or {}
+        headline = ""
+        if info.tool in self.tools:
+            headline = self.tools.get(info.tool).headline_metric
+        took = f" in {info.duration_s:.0f} s" if info.duration_s is not None else ""
+        lines = [f"{title} finished{took}.", str(result.get("text", "")).strip()]
+        if info.metrics:
+            lines.append("Metrics:")
+            for key, value in info.metrics.items():
+                mark = "  ← headline" if key == headline else ""
+                lines.append(f"  {key}: {value:.6g}{mark}")
+        replies: list[Reply] = [TextReply("\n".join(line for line in lines if line))]
+        missing = []
+        for artifact in info.images:
+            try:
+                data = artifact.path.read_bytes()
+            except OSError:
+                missing.append(artifact.name)
+                continue
+            replies.append(ImageReply(data=data, caption=f"{info.tool} · job {info.id}",
+                                      filename=artifact.name))
+        if missing:
+            replies.append(TextReply(f"(The plot files {', '.join(missing)} are gone from "
+                                     "the data dir.)"))
+        follow_up = result.get("follow_up")
+        if follow_up:
+            replies.append(TextReply(f"Next: {follow_up}"))
+        return replies
+
+    def _on_job_end(self, info: JobInfo) -> None:
+        channel = self._channels.pop(info.id, "")
+        if info.chat_id is None:
+            return
+        self.assistant.notify(info.chat_id, self.result_replies(info),
+                              user_id=info.user_id or "", channel=channel)
+
+
+def _verb_for(spec: ToolSpec, command: ToolCommand) -> str:
+    if command.name in ("train", "play"):
+        return f"/{command.name}"
+    return "/run"
+
+
+def _state(info: JobInfo) -> str:
+    if info.status == "queued":
+        return f"queued (position {info.position})" if info.position else "queued"
+    if info.status == "running":
+        detail = f", {info.detail}" if info.detail else ""
+        return f"running {info.progress:.0%}{detail}"
+    if info.status == "failed" and info.error:
+        return f"failed: {info.error.splitlines()[0][:120]}"
+    return info.status
+
+
+def _ago(moment: datetime | None) -> str:
+    if moment is None:
+        return "not yet"
+    seconds = (datetime.now(UTC) - moment).total_seconds()
+    if seconds < 90:
+        return f"{seconds:.0f} s ago"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min ago"
+    if seconds < 129600:
+        return f"{seconds / 3600:.0f} h ago"
+    return f"{seconds / 86400:.0f} days ago"
