@@ -16,7 +16,7 @@ import logging
 import re
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 from urllib.parse import urlparse
@@ -249,6 +249,7 @@ class TelegramChannel:
         )
         self._locks = _ChatLocks()
         self._background: set[asyncio.Task[None]] = set()
+        self._remove_listener: Callable[[], None] | None = None
 
     # --- running ---------------------------------------------------------------------
 
@@ -298,6 +299,20 @@ class TelegramChannel:
 
     async def _post_init(self, application: Application) -> None:  # type: ignore[type-arg]
         me = application.bot
+        loop = asyncio.get_running_loop()
+
+        def later(chat_id: str, replies: Sequence[Reply]) -> None:
+            # Runs on a job thread: hand the replies to the loop, never wait for them.
+            try:
+                target = int(chat_id)
+            except ValueError:
+                return  # a console or CLI chat, not ours
+            with contextlib.suppress(RuntimeError):
+                asyncio.run_coroutine_threadsafe(
+                    self._deliver_later(me, target, list(replies)), loop
+                )
+
+        self._remove_listener = self.assistant.add_listener(later)
         log.info("telegram bot @%s is up (id %s)", me.username, me.id)
         commands = [
             BotCommand(command.name, command.help[:256])
@@ -310,6 +325,8 @@ class TelegramChannel:
             log.warning("could not set the bot's command menu", exc_info=True)
 
     async def _post_shutdown(self, _application: Application) -> None:  # type: ignore[type-arg]
+        if self._remove_listener is not None:
+            self._remove_listener()
         for task in list(self._background):
             task.cancel()
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -438,9 +455,22 @@ class TelegramChannel:
             except Exception:  # noqa: BLE001 - one failed reply must not eat the others
                 log.exception("could not send a %s reply to chat %s", reply.kind, chat_id)
 
+    async def _deliver_later(self, bot: Bot, chat_id: int, replies: list[Reply]) -> None:
+        """Replies that arrive after their message was answered (a finished job's results)."""
+        async with self._locks.hold(chat_id):
+            await self._deliver(bot, chat_id, replies)
+
     async def _send_reply(self, bot: Bot, chat_id: int, reply: Reply) -> None:
         if isinstance(reply, TextReply):
             await self._send_text(bot, chat_id, reply.text)
+        elif isinstance(reply, ImageReply) and reply.filename.lower().endswith(".gif"):
+            # send_photo would show only the first frame of an animation.
+            caption, rest = _split_caption(reply.caption)
+            await self._call(lambda: bot.send_animation(
+                chat_id, animation=InputFile(reply.data, filename=reply.filename),
+                caption=caption,
+            ))
+            await self._send_text(bot, chat_id, rest)
         elif isinstance(reply, ImageReply):
             caption, rest = _split_caption(reply.caption)
             await self._call(lambda: bot.send_photo(

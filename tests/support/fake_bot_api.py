@@ -287,8 +287,9 @@ class FakeBotApi:
                 return {**self._message(chat_id, text=text),
                         "message_id": int(params["message_id"])}
             return self._message(chat_id, text=text)
-        if method in {"sendPhoto", "sendDocument"}:
-            field_name = "photo" if method == "sendPhoto" else "document"
+        if method in {"sendPhoto", "sendDocument", "sendAnimation"}:
+            field_name = {"sendPhoto": "photo", "sendDocument": "document",
+                          "sendAnimation": "animation"}[method]
             if field_name not in files:
                 raise _ApiError(400, f"Bad Request: there is no {field_name} in the request")
             if utf16_length(params.get("caption", "")) > CAPTION_LIMIT:
@@ -297,6 +298,9 @@ class FakeBotApi:
             if method == "sendPhoto":
                 media: Any = [{"file_id": "sent-photo", "file_unique_id": "usent-photo",
                                "width": 8, "height": 8, "file_size": len(upload.data)}]
+            elif method == "sendAnimation":
+                media = {"file_id": "sent-anim", "file_unique_id": "usent-anim", "width": 8,
+                         "height": 8, "duration": 1, "file_size": len(upload.data)}
             else:
                 media = {"file_id": "sent-doc", "file_unique_id": "usent-doc",
                          "file_name": upload.filename, "file_size": len(upload.data)}
