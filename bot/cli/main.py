@@ -7,6 +7,8 @@ import logging
 import typer
 
 from bot.cli import bench, chat, config, data, db, index, telegram, tool
+from bot.cli import eval as eval_cli
+from bot.cli import train as train_cli
 
 app = typer.Typer(
     name="amlbot",
@@ -28,6 +30,8 @@ app.add_typer(db.app, name="db")
 app.add_typer(bench.app, name="bench")
 app.add_typer(tool.app, name="tool")
 app.add_typer(index.app, name="index")
+app.add_typer(eval_cli.app, name="eval")
+app.add_typer(train_cli.app, name="train")
 
 
 @app.callback()
