@@ -64,6 +64,15 @@ class Settings(BaseSettings):
     )
     intent_threshold: float = Field(default=0.55, ge=0.0, le=1.0)
     chitchat_backend: Literal["retrieval", "smollm2"] = "retrieval"
+    chitchat_pairs: int = Field(
+        default=20_000, ge=100, description="Dialogue pairs the chit-chat index holds."
+    )
+    thread_index_limit: int | None = Field(
+        default=None, ge=1, description="Titles taken from each thread source (None: all)."
+    )
+    tags_use_embeddings: bool = Field(
+        default=True, description="Tag model: add MiniLM embeddings to the TF-IDF features."
+    )
     encoder_backend: Literal["torch", "onnx", "onnx-int8"] = "torch"
 
     # --- jobs ----------------------------------------------------------------------------

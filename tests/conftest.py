@@ -18,6 +18,8 @@ def _isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[N
     monkeypatch.setenv("AMLBOT_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.delenv("AMLBOT_DATABASE_URL", raising=False)
     monkeypatch.delenv("AMLBOT_TELEGRAM_TOKEN", raising=False)
+    # Tests that exercise the NLU build it explicitly (tests/nlp_core/conftest.py).
+    monkeypatch.setenv("AMLBOT_NLU_ENABLED", "false")
     monkeypatch.chdir(tmp_path)
     get_settings.cache_clear()
     yield

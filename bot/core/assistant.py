@@ -36,11 +36,13 @@ def clean_text(text: str, max_chars: int) -> tuple[str, bool]:
     """Make arbitrary input safe to route and store.
 
     Lone surrogates and control characters become U+FFFD (no database accepts NUL, and
-    UTF-8 cannot encode a lone surrogate). Text over ``max_chars`` is cut; the flag says so.
+    UTF-8 cannot encode a lone surrogate). Text over ``max_chars`` keeps its head and its tail
+    (where a stack trace names its error); the flag says it was cut.
     """
     text = _SURROGATE.sub("\ufffd", text).translate(_CONTROL)
     if len(text) > max_chars:
-        return text[:max_chars], True
+        tail = max_chars // 4
+        return f"{text[:max_chars - tail]}\n…\n{text[-tail:]}", True
     return text, False
 
 
@@ -66,10 +68,17 @@ class Assistant:
         self.started_at = time.time()
         self._reply_listeners: list[ReplyListener] = []
         self._listeners_lock = threading.Lock()
+        self.nlp_problem: str | None = None
         if nlp is None and self.settings.nlu_enabled:
+            from bot.data import MissingDataError
             from nlp_core.pipeline import load_nlp
 
-            nlp = load_nlp(self.settings)
+            try:
+                nlp = load_nlp(self.settings)
+            except MissingDataError as exc:
+                # Commands still work; the NLP skills explain what is missing.
+                self.nlp_problem = str(exc)
+                log.warning("starting without NLP models: %s", exc)
         self.nlp = nlp
         if understander is None and nlp is not None:
             understander = nlp
@@ -124,8 +133,8 @@ class Assistant:
             replies = skill.handle(request)
             if truncated:
                 replies.insert(0, TextReply(
-                    f"(Your message was long, so I read its first "
-                    f"{self.settings.max_message_chars:,} characters.)"
+                    f"(Your message was long, so I read its first and last characters, "
+                    f"{self.settings.max_message_chars:,} in all.)"
                 ))
         except Exception as exc:  # noqa: BLE001 - the user gets an apology, the log the trace
             error_id = uuid.uuid4().hex[:8]

@@ -136,8 +136,15 @@ class FallbackSkill(Skill):
                               "see /help for what I can do with images.")]
         if not request.text:
             return [TextReply("Your message was empty. Ask me something, or type /help.")]
+        problem = getattr(self.assistant, "nlp_problem", None)
+        if self.assistant.nlp is None and problem:
+            return [TextReply(f"I can't understand free text right now: {problem}\n"
+                              "Commands still work: try /help.")]
+        if self.assistant.nlp is None:
+            return [TextReply("Free-text answers are switched off here (AMLBOT_NLU_ENABLED="
+                              "false); commands still work: try /help.")]
         return [TextReply(
-            "I read your message, but I have no skill for it yet. Try /help to see what I can do."
+            "I read your message, but I have no skill for it. Try /help to see what I can do."
         )]
 
 

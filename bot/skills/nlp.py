@@ -1,0 +1,122 @@
+"""Skills backed by the trained NLP models: StackOverflow answers and chit-chat."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+from bot.core.messages import Reply, TextReply
+from bot.skills import skills
+from bot.skills.base import Request, Skill
+
+_ERROR_LINE = re.compile(r"^.*\b\w*(?:Error|Exception|Fault|Panic)\b.*$", re.MULTILINE)
+_MAX_QUERY_CHARS = 300
+
+
+def _letters(text: str) -> list[str]:
+    return [c for c in text if c.isalpha()]
+
+
+def mostly_non_latin(text: str) -> bool:
+    """True when most letters of ``text`` are outside the Latin script (the models read English)."""
+    letters = _letters(text)
+    if not letters:
+        return False
+    latin = sum(1 for c in letters if "LATIN" in unicodedata.name(c, ""))
+    return latin / len(letters) < 0.5
+
+
+def has_no_words(text: str) -> bool:
+    """True for emoji-only, punctuation-only or symbol-only text."""
+    return not any(c.isalnum() for c in text)
+
+
+def search_query(text: str) -> str:
+    """The part of a (possibly huge) question worth searching for.
+
+    A long stack trace is searched by its most specific error line; other long text by its start.
+    """
+    if len(text) <= _MAX_QUERY_CHARS:
+        return text
+    errors = _ERROR_LINE.findall(text)
+    if errors:
+        return errors[-1].strip()[:_MAX_QUERY_CHARS]
+    return text[:_MAX_QUERY_CHARS]
+
+
+class _NLPSkill(Skill):
+    def _models_missing(self) -> list[Reply] | None:
+        if self.assistant.nlp is None:
+            reason = self.assistant.nlp_problem or "AMLBOT_NLU_ENABLED is off"
+            return [TextReply(
+                f"My language models are not loaded ({reason}), so I can only answer "
+                "commands right now. Type /help for them."
+            )]
+        return None
+
+
+@skills.register("qa.stackoverflow")
+class StackOverflowSkill(_NLPSkill):
+    """Answers a programming question: its language and tags, entities, similar threads."""
+
+    name = "qa.stackoverflow"
+    description = "Programming questions: language, tags and similar StackOverflow threads."
+    intents = ("programming",)
+
+    def handle(self, request: Request) -> list[Reply]:
+        missing = self._models_missing()
+        if missing:
+            return missing
+        nlp = self.assistant.nlp
+        assert nlp is not None
+        understanding = request.understanding
+        language = understanding.language if understanding else None
+        tags = list(understanding.tags) if understanding else []
+        query = search_query(request.text)
+        hits = nlp.search_threads(query, language=language, k=3)
+        lines: list[str] = []
+        if mostly_non_latin(request.text):
+            lines.append("(I read English best, so this answer may be rough.)")
+        if language:
+            extra = [t for t in tags if t != language][:4]
+            tag_text = f" (tags: {', '.join(extra)})" if extra else ""
+            lines.append(f"This looks like a {language} question{tag_text}.")
+        elif tags:
+            lines.append(f"Tags I'd give it: {', '.join(tags[:5])}.")
+        entities = understanding.entities if understanding else ()
+        if entities:
+            shown = ", ".join(f"{e.text} ({e.label.lower()})" for e in entities[:6])
+            lines.append(f"I noticed: {shown}.")
+        if hits:
+            lines.append("The most similar StackOverflow threads:")
+            for rank, hit in enumerate(hits, 1):
+                lines.append(f"{rank}. {hit.title} — {hit.score:.0%} similar\n   {hit.url}")
+        else:
+            lines.append("I found no similar thread in my index. Try rephrasing the title "
+                         "of your question.")
+        return [TextReply("\n".join(lines))]
+
+
+@skills.register("chat.chitchat")
+class ChitChatSkill(_NLPSkill):
+    """Small talk, answered from real conversations without repeating itself."""
+
+    name = "chat.chitchat"
+    description = "Conversation that is not about code."
+    intents = ("chitchat",)
+
+    def handle(self, request: Request) -> list[Reply]:
+        missing = self._models_missing()
+        if missing:
+            return missing
+        nlp = self.assistant.nlp
+        assert nlp is not None
+        if has_no_words(request.text):
+            return [TextReply("I see only symbols or emoji there 🙂 Tell me in words what's up, "
+                              "or ask me a programming question.")]
+        recent = [e.text for e in self.assistant.store.history(request.message.chat_id, 60)
+                  if e.type == "reply"]
+        reply = nlp.chitchat(request.text, avoid=recent)
+        if mostly_non_latin(request.text):
+            reply = f"{reply}\n(I chat best in English.)"
+        return [TextReply(reply)]

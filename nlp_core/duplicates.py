@@ -1,0 +1,470 @@
+"""Duplicate-question ranking: title pairs, ranking metrics, BM25 and :class:`DuplicateRanker`.
+
+The ranker embeds titles with the MiniLM :class:`~nlp_core.encoder.Encoder`, passes the vectors
+through a linear adapter learned on labelled duplicate pairs (a contrastive loss on frozen
+embeddings: seconds on a CPU, where fine-tuning the transformer takes the better part of an hour),
+and may add a weighted BM25 score. It also learns the cosine threshold that best separates
+duplicate from non-duplicate pairs.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bot.settings import Settings
+
+#: Seed of the held-out split carved from ``askubuntu_dups/train_titles.tsv``.
+SPLIT_SEED = 20261125
+#: Share of the training pairs held out for evaluation (never seen by the shipped model).
+HOLDOUT_FRACTION = 0.2
+MODEL_DIRNAME = "duplicates"
+MODEL_VERSION = 1
+PAIRS_DATASET = "askubuntu_dups/train_titles.tsv"
+
+Progress = Callable[[float, str], None]
+
+
+# --- data -----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TitlePair:
+    """Two question titles and whether one is a duplicate of the other."""
+
+    duplicate: bool
+    title1: str
+    title2: str
+
+
+def read_pairs(path: Path) -> list[TitlePair]:
+    """Pairs from a ``label<TAB>title1<TAB>title2`` file (label ``duplicate|non-duplicate``)."""
+    pairs: list[TitlePair] = []
+    with path.open(encoding="utf-8", newline="") as handle:
+        for number, row in enumerate(csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE),
+                                     start=1):
+            if not row or not "".join(row).strip():
+                continue
+            if len(row) < 3:
+                raise ValueError(f"{path}:{number}: expected label, title1, title2")
+            label = row[0].strip().lower()
+            if label not in {"duplicate", "non-duplicate"}:
+                if number == 1:  # a header line
+                    continue
+                raise ValueError(f"{path}:{number}: unknown label {row[0]!r}")
+            pairs.append(TitlePair(label == "duplicate", row[1], row[2]))
+    return pairs
+
+
+def split_pairs(pairs: Sequence[TitlePair], holdout: float = HOLDOUT_FRACTION,
+                seed: int = SPLIT_SEED) -> tuple[list[TitlePair], list[TitlePair]]:
+    """``(train, held_out)``: a seeded random split of the pairs."""
+    order = list(range(len(pairs)))
+    random.Random(seed).shuffle(order)
+    cut = int(round(holdout * len(pairs)))
+    return [pairs[i] for i in order[cut:]], [pairs[i] for i in order[:cut]]
+
+
+# --- metrics --------------------------------------------------------------------------------
+def hits_at_k(ranks: Sequence[int] | np.ndarray, k: int) -> float:
+    """Share of queries whose relevant item is ranked ``k`` or better (ranks start at 1)."""
+    array = np.asarray(ranks)
+    return float((array <= k).mean()) if len(array) else 0.0
+
+
+def mean_reciprocal_rank(ranks: Sequence[int] | np.ndarray) -> float:
+    """Mean of ``1 / rank``."""
+    array = np.asarray(ranks, dtype=np.float64)
+    return float((1.0 / array).mean()) if len(array) else 0.0
+
+
+def dcg_at_k(ranks: Sequence[int] | np.ndarray, k: int = 10) -> float:
+    """Mean DCG@k with one relevant item per query: ``1 / log2(1 + rank)`` if ``rank <= k``."""
+    array = np.asarray(ranks, dtype=np.float64)
+    if not len(array):
+        return 0.0
+    gains = np.where(array <= k, 1.0 / np.log2(1.0 + array), 0.0)
+    return float(gains.mean())
+
+
+def ranking_metrics(ranks: Sequence[int] | np.ndarray) -> dict[str, float]:
+    """Hits@1/5/10, MRR and DCG@10 of 1-based ranks."""
+    return {
+        "hits@1": hits_at_k(ranks, 1), "hits@5": hits_at_k(ranks, 5),
+        "hits@10": hits_at_k(ranks, 10), "mrr": mean_reciprocal_rank(ranks),
+        "dcg@10": dcg_at_k(ranks, 10),
+    }
+
+
+def target_ranks(scores: np.ndarray, targets: np.ndarray,
+                 exclude: np.ndarray | None = None) -> np.ndarray:
+    """1-based rank of column ``targets[i]`` in row ``i`` of ``scores`` (ties count against it).
+
+    ``exclude[i]`` is a column left out of row ``i`` (the query itself).
+    """
+    matrix = np.array(scores, dtype=np.float64, copy=True)
+    rows = np.arange(len(matrix))
+    if exclude is not None:
+        matrix[rows, exclude] = -np.inf
+    target_scores = matrix[rows, targets]
+    return 1 + (matrix > target_scores[:, None]).sum(axis=1) + \
+        (matrix == target_scores[:, None]).sum(axis=1) - 1
+
+
+def best_threshold(similarities: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """``(threshold, accuracy)`` maximising pair accuracy of ``similarity >= threshold``."""
+    order = np.argsort(-similarities)
+    sims, ys = similarities[order], labels[order].astype(np.int64)
+    # predicting the first i pairs duplicate: correct = positives among them + negatives after.
+    pos_prefix = np.concatenate([[0], np.cumsum(ys)])
+    neg_total = int(len(ys) - ys.sum())
+    neg_prefix = np.concatenate([[0], np.cumsum(1 - ys)])
+    correct = pos_prefix + (neg_total - neg_prefix)
+    best = int(np.argmax(correct))
+    if best == 0:
+        threshold = float(sims[0]) + 1e-6
+    elif best == len(sims):
+        threshold = float(sims[-1])
+    else:
+        threshold = float((sims[best - 1] + sims[best]) / 2)
+    return threshold, float(correct[best] / len(ys))
+
+
+# --- lexical scoring ------------------------------------------------------------------------
+_WORD = re.compile(r"[a-z0-9_]+(?:[.+#][a-z0-9_+#]+)*[#+]*")
+
+
+def lexical_tokens(text: str) -> list[str]:
+    """Lower-cased word tokens (``c++``, ``node.js``, ``12.04`` kept whole) minus stop words."""
+    from nlp_core.text import STOPWORDS
+
+    return [t for t in _WORD.findall(text.lower()) if t not in STOPWORDS]
+
+
+class Bm25:
+    """BM25 (``bm25s``) over a fixed list of texts; scores whole rows or returns the top k."""
+
+    def fit(self, texts: Sequence[str]) -> Bm25:
+        import bm25s
+
+        self.n_docs_ = len(texts)
+        self.model_ = bm25s.BM25()
+        self.model_.index([lexical_tokens(t) or ["__empty__"] for t in texts],
+                          show_progress=False)
+        return self
+
+    def scores(self, queries: Sequence[str]) -> np.ndarray:
+        """``(len(queries), n_docs)`` BM25 scores."""
+        out = np.zeros((len(queries), self.n_docs_), dtype=np.float32)
+        vocab = self.model_.vocab_dict
+        for i, query in enumerate(queries):
+            tokens = [t for t in lexical_tokens(query) if t in vocab]
+            if tokens:
+                out[i] = self.model_.get_scores(tokens)
+        return out
+
+    def top_k(self, query: str, k: int,
+              mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """``(rows, scores)`` of the ``k`` best documents (``mask``: 1 where allowed)."""
+        scores = self.scores([query])[0]
+        if mask is not None:
+            scores = np.where(mask > 0, scores, 0.0)
+        k = min(k, len(scores))
+        rows = np.argpartition(-scores, k - 1)[:k] if k else np.zeros(0, dtype=np.int64)
+        rows = rows[np.argsort(-scores[rows])]
+        keep = scores[rows] > 0
+        return rows[keep], scores[rows][keep]
+
+
+# --- the ranker -----------------------------------------------------------------------------
+def _normalise(matrix: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    norms[norms == 0] = 1.0
+    return np.ascontiguousarray(matrix / norms, dtype=np.float32)
+
+
+def minmax_rows(scores: np.ndarray) -> np.ndarray:
+    """Each row rescaled to [0, 1] (a constant row becomes 0)."""
+    low = scores.min(axis=1, keepdims=True)
+    span = scores.max(axis=1, keepdims=True) - low
+    return np.where(span > 0, (scores - low) / np.where(span > 0, span, 1.0), 0.0)
+
+
+class DuplicateRanker:
+    """Ranks candidate titles by how likely each duplicates a query title.
+
+    ``adapter``: learn a linear map of the frozen MiniLM embeddings from the duplicate pairs
+    (in-batch and mined hard negatives, both directions). ``bm25_weight``: weight of min-max
+    normalised BM25 in a convex combination with the (min-max normalised) cosine; 0 turns it off.
+    """
+
+    adapter_: np.ndarray | None
+    adapter_digest_: str | None
+    threshold_: float
+    raw_threshold_: float
+    train_accuracy_: float
+    fit_seconds_: float
+    stamp_: dict[str, Any]
+
+    def __init__(self, model_path: Path | str | None = None, *, adapter: bool = True,
+                 epochs: int = 3, learning_rate: float = 1e-3, batch_size: int = 256,
+                 scale: float = 20.0, hard_negatives: bool = True, bm25_weight: float = 0.0,
+                 seed: int = 0) -> None:
+        self.model_path = model_path
+        self.adapter = adapter
+        self.epochs = epochs
+        self.learning_rate = learning_rate
+        self.batch_size = batch_size
+        self.scale = scale
+        self.hard_negatives = hard_negatives
+        self.bm25_weight = bm25_weight
+        self.seed = seed
+
+    # --- encoding -------------------------------------------------------------------------
+    def _encoder(self) -> Any:
+        encoder = getattr(self, "encoder_", None)
+        if encoder is None:
+            from nlp_core.encoder import Encoder
+
+            encoder = Encoder(self.model_path)
+            self.encoder_ = encoder
+        return encoder
+
+    def set_encoder(self, encoder: Any) -> DuplicateRanker:
+        """Use an already loaded :class:`~nlp_core.encoder.Encoder` (shares its weights)."""
+        self.encoder_ = encoder
+        return self
+
+    @property
+    def name(self) -> str:
+        """Identifies the vector space: encoder weights plus adapter digest."""
+        base = str(self._encoder().name)
+        digest = getattr(self, "adapter_digest_", None)
+        return f"{base}+adapter:{digest}" if digest else base
+
+    def transform(self, vectors: np.ndarray) -> np.ndarray:
+        """Encoder vectors mapped into the ranking space (unit rows)."""
+        weights = getattr(self, "adapter_", None)
+        array = np.asarray(vectors, dtype=np.float32)
+        return _normalise(array @ weights) if weights is not None else _normalise(array)
+
+    def embed(self, texts: Sequence[str], cache_dir: Path | None = None) -> np.ndarray:
+        """Unit vectors of ``texts`` in the ranking space (encoder cache in ``cache_dir``)."""
+        encoder = self._encoder()
+        raw = (encoder.encode_cached(list(texts), cache_dir) if cache_dir is not None
+               else encoder.encode(list(texts)))
+        return self.transform(raw)
+
+    # --- training -------------------------------------------------------------------------
+    def fit(self, pairs: Sequence[TitlePair], cache_dir: Path | None = None,
+            progress: Progress | None = None) -> DuplicateRanker:
+        """Learn the adapter and the duplicate threshold from labelled pairs."""
+        started = time.perf_counter()
+        titles = sorted({t for p in pairs for t in (p.title1, p.title2)})
+        position = {t: i for i, t in enumerate(titles)}
+        if progress:
+            progress(0.05, f"encoding {len(titles)} training titles")
+        raw = self._encoder().encode_cached(titles, cache_dir) if cache_dir is not None \
+            else self._encoder().encode(titles)
+        self.adapter_ = None
+        self.adapter_digest_ = None
+        duplicates = [p for p in pairs if p.duplicate]
+        if self.adapter and duplicates:
+            if progress:
+                progress(0.6, f"training the adapter on {len(duplicates)} duplicate pairs")
+            anchors = np.asarray([position[p.title1] for p in duplicates])
+            positives = np.asarray([position[p.title2] for p in duplicates])
+            self.adapter_ = self._train_adapter(raw, anchors, positives)
+            import hashlib
+
+            self.adapter_digest_ = hashlib.sha256(self.adapter_.tobytes()).hexdigest()[:12]
+        first = np.asarray([position[p.title1] for p in pairs])
+        second = np.asarray([position[p.title2] for p in pairs])
+        labels = np.asarray([p.duplicate for p in pairs])
+        vectors = self.transform(raw)
+        sims = (vectors[first] * vectors[second]).sum(axis=1)
+        self.threshold_, self.train_accuracy_ = best_threshold(sims, labels)
+        # the zero-shot encoder's own threshold, so evaluations can compare like with like
+        raw_sims = (raw[first] * raw[second]).sum(axis=1)
+        self.raw_threshold_, _ = best_threshold(raw_sims, labels)
+        self.fit_seconds_ = time.perf_counter() - started
+        if progress:
+            progress(1.0, "duplicate ranker trained")
+        return self
+
+    def _train_adapter(self, raw: np.ndarray, anchors: np.ndarray,
+                       positives: np.ndarray) -> np.ndarray:
+        import torch
+
+        torch.manual_seed(self.seed)
+        dim = raw.shape[1]
+        features = torch.from_numpy(np.ascontiguousarray(raw, dtype=np.float32))
+        groups: dict[int, set[int]] = {}
+        for a, p in zip(anchors.tolist(), positives.tolist(), strict=True):
+            groups.setdefault(a, {a}).add(p)
+            groups.setdefault(p, {p}).add(a)
+        negatives = self._mine_negatives(raw, anchors, positives, groups) \
+            if self.hard_negatives else None
+        weights = torch.nn.Parameter(torch.eye(dim))
+        optimiser = torch.optim.Adam([weights], lr=self.learning_rate)
+        normalise = torch.nn.functional.normalize
+        rng = np.random.RandomState(self.seed)
+        n = len(anchors)
+        for _epoch in range(self.epochs):
+            order = rng.permutation(n)
+            for start in range(0, n, self.batch_size):
+                batch = order[start:start + self.batch_size]
+                a = normalise(features[anchors[batch]] @ weights, dim=1)
+                p = normalise(features[positives[batch]] @ weights, dim=1)
+                ids = anchors[batch]
+                # several pairs of one canonical question in a batch are not negatives
+                same = torch.from_numpy(ids[:, None] == ids[None, :]) & \
+                    ~torch.eye(len(batch), dtype=torch.bool)
+                forward = self.scale * a @ p.T
+                backward = self.scale * p @ a.T
+                forward = forward.masked_fill(same, -1e4)
+                backward = backward.masked_fill(same, -1e4)
+                if negatives is not None:
+                    hard = normalise(features[negatives[batch]] @ weights, dim=1)
+                    forward = torch.cat([forward, self.scale * a @ hard.T], dim=1)
+                labels = torch.arange(len(batch))
+                loss = torch.nn.functional.cross_entropy(forward, labels) + \
+                    torch.nn.functional.cross_entropy(backward, labels)
+                optimiser.zero_grad()
+                loss.backward()
+                optimiser.step()
+        return np.ascontiguousarray(weights.detach().numpy(), dtype=np.float32)
+
+    @staticmethod
+    def _mine_negatives(raw: np.ndarray, anchors: np.ndarray, positives: np.ndarray,
+                        groups: dict[int, set[int]], depth: int = 10) -> np.ndarray:
+        """For each pair, the positive's nearest training title that is no duplicate of it."""
+        negatives = np.empty(len(anchors), dtype=np.int64)
+        for start in range(0, len(anchors), 1024):
+            block = slice(start, start + 1024)
+            sims = raw[positives[block]] @ raw.T
+            top = np.argpartition(-sims, depth, axis=1)[:, :depth + 1]
+            for i, (anchor, row) in enumerate(zip(anchors[block], top, strict=True)):
+                ordered = row[np.argsort(-sims[i, row])]
+                linked = groups.get(int(anchor), set()) | {int(anchor)}
+                for other in groups.get(int(anchor), set()):
+                    linked |= groups.get(other, set())
+                choice = next((int(c) for c in ordered if int(c) not in linked), int(ordered[-1]))
+                negatives[start + i] = choice
+        return negatives
+
+    # --- scoring --------------------------------------------------------------------------
+    def score_matrix(self, query_vectors: np.ndarray, corpus_vectors: np.ndarray,
+                     queries: Sequence[str] | None = None,
+                     bm25: Bm25 | None = None) -> np.ndarray:
+        """``(n_queries, n_corpus)`` ranking scores; BM25 is fused when weighted and given."""
+        dense = query_vectors @ corpus_vectors.T
+        if self.bm25_weight <= 0 or bm25 is None or queries is None:
+            return dense
+        lexical = bm25.scores(queries)
+        return (1 - self.bm25_weight) * minmax_rows(dense) + \
+            self.bm25_weight * minmax_rows(lexical)
+
+    def pair_similarity(self, first: Sequence[str], second: Sequence[str],
+                        cache_dir: Path | None = None) -> np.ndarray:
+        """Cosine in the ranking space of each ``(first[i], second[i])``."""
+        a = self.embed(first, cache_dir)
+        b = self.embed(second, cache_dir)
+        return (a * b).sum(axis=1)
+
+    def predict(self, first: Sequence[str], second: Sequence[str],
+                cache_dir: Path | None = None) -> np.ndarray:
+        """``True`` where the pair looks like a duplicate (cosine over the learned threshold)."""
+        return self.pair_similarity(first, second, cache_dir) >= self.threshold_
+
+    # --- persistence ----------------------------------------------------------------------
+    def params(self) -> dict[str, Any]:
+        """Constructor arguments (for the version stamp and :meth:`load`)."""
+        return {"model_path": str(self.model_path) if self.model_path else None,
+                "adapter": self.adapter, "epochs": self.epochs,
+                "learning_rate": self.learning_rate, "batch_size": self.batch_size,
+                "scale": self.scale, "hard_negatives": self.hard_negatives,
+                "bm25_weight": self.bm25_weight, "seed": self.seed}
+
+    def save(self, directory: Path, metrics: dict[str, Any] | None = None) -> None:
+        """Write ``adapter.npy`` and ``version.json`` (name, version, created, metrics)."""
+        directory.mkdir(parents=True, exist_ok=True)
+        adapter = getattr(self, "adapter_", None)
+        if adapter is not None:
+            np.save(directory / "adapter.npy", adapter)
+        else:
+            (directory / "adapter.npy").unlink(missing_ok=True)
+        stamp = {
+            "name": MODEL_DIRNAME, "version": MODEL_VERSION,
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            "params": self.params(), "threshold": self.threshold_,
+            "raw_threshold": self.raw_threshold_,
+            "train_accuracy": self.train_accuracy_, "adapter_digest": self.adapter_digest_,
+            "fit_seconds": round(float(getattr(self, "fit_seconds_", 0.0)), 1),
+            "metrics": metrics or {},
+        }
+        (directory / "version.json").write_text(json.dumps(stamp, indent=2))
+
+    @classmethod
+    def load(cls, directory: Path) -> DuplicateRanker:
+        """A ranker saved by :meth:`save` (only ever from our own data dir)."""
+        stamp_path = directory / "version.json"
+        if not stamp_path.is_file():
+            raise FileNotFoundError(f"no duplicate ranker in {directory}")
+        stamp = json.loads(stamp_path.read_text())
+        if stamp.get("version") != MODEL_VERSION:
+            raise FileNotFoundError(f"duplicate ranker in {directory} has an old version")
+        ranker = cls(**stamp["params"])
+        adapter_path = directory / "adapter.npy"
+        ranker.adapter_ = np.load(adapter_path, allow_pickle=False) \
+            if adapter_path.is_file() else None
+        ranker.adapter_digest_ = stamp.get("adapter_digest")
+        ranker.threshold_ = float(stamp["threshold"])
+        ranker.raw_threshold_ = float(stamp.get("raw_threshold", stamp["threshold"]))
+        ranker.train_accuracy_ = float(stamp.get("train_accuracy", 0.0))
+        ranker.fit_seconds_ = float(stamp.get("fit_seconds", 0.0))
+        ranker.stamp_ = stamp
+        return ranker
+
+
+# --- training entry points ------------------------------------------------------------------
+def model_dir(settings: Settings) -> Path:
+    """Where the shipped duplicate ranker lives."""
+    return settings.data_dir / "models" / MODEL_DIRNAME
+
+
+def cache_dir(settings: Settings) -> Path:
+    """Embedding cache shared by training, evaluation and index builds."""
+    return settings.data_dir / "cache" / "embeddings"
+
+
+def train_duplicates(settings: Settings, progress: Progress | None = None) -> DuplicateRanker:
+    """Fit the shipped ranker on the training part of the AskUbuntu pairs and save it.
+
+    The held-out part (``split_pairs`` with the fixed seed) is never seen, so
+    ``amlbot eval duplicates`` measures it honestly.
+    """
+    from bot.data import require
+
+    pairs = read_pairs(require(PAIRS_DATASET, settings))
+    train, _held_out = split_pairs(pairs)
+    ranker = DuplicateRanker().fit(train, cache_dir=cache_dir(settings), progress=progress)
+    ranker.save(model_dir(settings), {"train_pairs": len(train)})
+    return ranker
+
+
+def load_or_train_duplicates(settings: Settings,
+                             progress: Progress | None = None) -> DuplicateRanker:
+    """The saved ranker, trained first if missing or stale."""
+    try:
+        return DuplicateRanker.load(model_dir(settings))
+    except FileNotFoundError:
+        return train_duplicates(settings, progress)

@@ -1,0 +1,222 @@
+"""Evaluate duplicate-question ranking on a ``label<TAB>title1<TAB>title2`` file.
+
+For every duplicate pair, ``title2`` is ranked among all distinct titles of the file (both
+columns, every pair) given ``title1``, which is itself left out. The shipped ranker, zero-shot
+all-MiniLM-L6-v2 and BM25 run side by side on the same titles. Pair accuracy (duplicate or not,
+on all pairs) uses the cosine threshold each model learned on training pairs.
+
+Writes ``duplicates_report.json``, a Hits@k curve PNG and ``duplicates_errors.json`` (the pairs
+whose duplicate is not in the top 10); returns the metrics.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from nlp_core.duplicates import (
+    Bm25,
+    DuplicateRanker,
+    TitlePair,
+    cache_dir,
+    ranking_metrics,
+    read_pairs,
+    split_pairs,
+    target_ranks,
+)
+
+if TYPE_CHECKING:
+    from bot.settings import Settings
+
+LATENCY_TEXT = "How do I install the nvidia driver on Ubuntu 14.04?"
+CURVE_KS = (1, 2, 3, 5, 7, 10, 15, 20, 30, 50)
+Scorer = Callable[[np.ndarray], np.ndarray]
+
+
+def ranks_for(pairs: Sequence[TitlePair], titles: Sequence[str], scorer: Scorer,
+              chunk: int = 512) -> np.ndarray:
+    """1-based rank of each duplicate pair's ``title2`` among ``titles`` given its ``title1``.
+
+    ``scorer(query_rows)`` returns the ``(len(query_rows), len(titles))`` score matrix.
+    """
+    position = {t: i for i, t in enumerate(titles)}
+    duplicates = [p for p in pairs if p.duplicate]
+    queries = np.asarray([position[p.title1] for p in duplicates], dtype=np.int64)
+    targets = np.asarray([position[p.title2] for p in duplicates], dtype=np.int64)
+    unique, inverse = np.unique(queries, return_inverse=True)
+    ranks = np.zeros(len(duplicates), dtype=np.int64)
+    for start in range(0, len(unique), chunk):
+        rows = unique[start:start + chunk]
+        scores = scorer(rows)
+        members = np.nonzero((inverse >= start) & (inverse < start + len(rows)))[0]
+        local = inverse[members] - start
+        ranks[members] = target_ranks(scores[local], targets[members], exclude=rows[local])
+    return ranks
+
+
+def pair_accuracy(vectors: np.ndarray, pairs: Sequence[TitlePair], titles: Sequence[str],
+                  threshold: float) -> float:
+    """Share of pairs whose ``cosine >= threshold`` agrees with their label."""
+    position = {t: i for i, t in enumerate(titles)}
+    first = np.asarray([position[p.title1] for p in pairs])
+    second = np.asarray([position[p.title2] for p in pairs])
+    sims = (vectors[first] * vectors[second]).sum(axis=1)
+    labels = np.asarray([p.duplicate for p in pairs])
+    return float(((sims >= threshold) == labels).mean())
+
+
+def hits_curve_figure(curves: dict[str, dict[int, float]], title: str) -> Any:
+    """Hits@k against k for each system (a matplotlib Figure)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    for name, curve in curves.items():
+        ks = sorted(curve)
+        ax.plot(ks, [curve[k] for k in ks], marker="o", markersize=3, label=name)
+    ax.set_xscale("log")
+    ax.set_xticks(list(CURVE_KS), [str(k) for k in CURVE_KS])
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("k")
+    ax.set_ylabel("Hits@k")
+    ax.grid(alpha=0.3)
+    ax.set_title(title)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def measure_latency(ranker: DuplicateRanker, text: str = LATENCY_TEXT,
+                    repeats: int = 20) -> float:
+    """Median milliseconds to embed one short question (after a warm-up call)."""
+    ranker.embed([text])
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        ranker.embed([text])
+        times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times)
+
+
+def _write_own_report(out_dir: Path, name: str, metrics: dict[str, Any],
+                      errors: list[dict[str, Any]], figure: Any) -> dict[str, Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {"report": out_dir / f"{name}_report.json", "errors": out_dir / f"{name}_errors.json",
+             "figure": out_dir / f"{name}_hits_at_k.png"}
+    paths["report"].write_text(json.dumps(metrics, indent=2, default=str), encoding="utf-8")
+    paths["errors"].write_text(json.dumps(errors, indent=1, ensure_ascii=False),
+                               encoding="utf-8")
+    figure.savefig(paths["figure"])
+    return paths
+
+
+def _rounded(values: dict[str, float]) -> dict[str, float]:
+    return {k: round(v, 4) for k, v in values.items()}
+
+
+def run(data: Path | None, model_dir: Path | None, out_dir: Path,
+        settings: Settings) -> dict[str, Any]:
+    """Rank duplicates in ``data`` (default: the held-out 20% of
+    ``askubuntu_dups/train_titles.tsv``) with the ranker in ``model_dir`` (default: the shipped
+    one, trained now if absent); write the report files into ``out_dir``; return the metrics
+    (``hits@1``, ``hits@5``, ``hits@10``, ``mrr``, ``dcg@10``, ``pair_accuracy``, and the same
+    for each system under ``systems``)."""
+    from bot.data import require
+    from nlp_core.duplicates import PAIRS_DATASET, load_or_train_duplicates
+
+    if data is not None:
+        path = data
+        pairs = read_pairs(path)
+    else:
+        path = require(PAIRS_DATASET, settings)
+        pairs = split_pairs(read_pairs(path))[1]
+    if not any(p.duplicate for p in pairs):
+        raise ValueError(f"{path}: no duplicate pairs to rank")
+    ranker = DuplicateRanker.load(model_dir) if model_dir is not None \
+        else load_or_train_duplicates(settings)
+    titles = sorted({t for p in pairs for t in (p.title1, p.title2)})
+    started = time.perf_counter()
+    raw = ranker._encoder().encode_cached(titles, cache_dir(settings))
+    encode_seconds = time.perf_counter() - started
+    shipped = ranker.transform(raw)
+    bm25 = Bm25().fit(titles)
+
+    def dense(vectors: np.ndarray) -> Scorer:
+        return lambda rows: vectors[rows] @ vectors.T
+
+    def shipped_scores(rows: np.ndarray) -> np.ndarray:
+        return ranker.score_matrix(shipped[rows], shipped, [titles[r] for r in rows], bm25)
+
+    systems: dict[str, Scorer] = {
+        "shipped": shipped_scores,
+        "minilm_zero_shot": dense(raw),
+        "bm25": lambda rows: bm25.scores([titles[r] for r in rows]),
+    }
+    results: dict[str, dict[str, float]] = {}
+    curves: dict[str, dict[int, float]] = {}
+    all_ranks: dict[str, np.ndarray] = {}
+    for name, scorer in systems.items():
+        ranks = ranks_for(pairs, titles, scorer)
+        all_ranks[name] = ranks
+        results[name] = _rounded(ranking_metrics(ranks))
+        curves[name] = {k: float((ranks <= k).mean()) for k in CURVE_KS}
+    results["shipped"]["pair_accuracy"] = round(
+        pair_accuracy(shipped, pairs, titles, ranker.threshold_), 4)
+    raw_threshold = getattr(ranker, "raw_threshold_", None)
+    if raw_threshold is not None:
+        results["minilm_zero_shot"]["pair_accuracy"] = round(
+            pair_accuracy(raw, pairs, titles, raw_threshold), 4)
+
+    duplicates = [p for p in pairs if p.duplicate]
+    metrics: dict[str, Any] = {
+        **results["shipped"],
+        "threshold": round(float(ranker.threshold_), 4),
+        "systems": results,
+        "pairs": len(pairs), "duplicate_pairs": len(duplicates), "titles": len(titles),
+        "queries": len({p.title1 for p in duplicates}),
+        "data": str(path) if data is not None else f"{path} (held-out split)",
+        "model": {k: getattr(ranker, "stamp_", {}).get(k)
+                  for k in ("name", "version", "created", "fit_seconds", "params")},
+        "encode_seconds": round(encode_seconds, 2),
+        "query_encode_ms": round(measure_latency(ranker), 2),
+    }
+    errors = _errors(duplicates, titles, all_ranks["shipped"], shipped_scores)
+    figure = hits_curve_figure(curves, f"Duplicate ranking among {len(titles)} titles")
+    try:
+        from nlp_core.evaluation.report import write_report  # type: ignore[import-not-found]
+    except ImportError:
+        _write_own_report(out_dir, "duplicates", metrics, errors, figure)
+    else:
+        write_report(out_dir, "duplicates", metrics, errors, figure)
+    import matplotlib.pyplot as plt
+
+    plt.close(figure)
+    return metrics
+
+
+def _errors(duplicates: Sequence[TitlePair], titles: Sequence[str], ranks: np.ndarray,
+            scorer: Scorer, limit: int = 2000) -> list[dict[str, Any]]:
+    """The pairs whose duplicate is ranked below 10, with what came first instead."""
+    position = {t: i for i, t in enumerate(titles)}
+    missed = [i for i in np.argsort(-ranks).tolist() if ranks[i] > 10][:limit]
+    errors: list[dict[str, Any]] = []
+    for start in range(0, len(missed), 256):
+        block = missed[start:start + 256]
+        rows = np.asarray([position[duplicates[i].title1] for i in block])
+        scores = scorer(rows)
+        scores[np.arange(len(rows)), rows] = -np.inf
+        for i, row_scores in zip(block, scores, strict=True):
+            top = np.argsort(-row_scores)[:3]
+            errors.append({
+                "query": duplicates[i].title1, "duplicate": duplicates[i].title2,
+                "rank": int(ranks[i]), "ranked_first": [titles[j] for j in top],
+            })
+    return errors

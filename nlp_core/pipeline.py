@@ -1,0 +1,177 @@
+"""The NLP bundle the assistant loads at start: NLU (intent, language and tags, entities, slots),
+thread search and chit-chat. Missing models are trained on first use and cached in the data dir.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from bot.core.nlu import Entity, Understanding
+from bot.settings import Settings
+
+if TYPE_CHECKING:
+    from nlp_core.chitchat import ChitChatResponder
+    from nlp_core.encoder import Encoder
+    from nlp_core.intent import IntentClassifier
+    from nlp_core.ner.programming import ProgrammingEntities
+    from nlp_core.tags import TagClassifier
+    from nlp_core.threads import ThreadSearcher
+
+log = logging.getLogger(__name__)
+Progress = Callable[[float, str], None]
+
+
+@dataclass(frozen=True)
+class ThreadHit:
+    """A similar thread as the answer skill shows it."""
+
+    title: str
+    url: str
+    score: float
+    tags: tuple[str, ...] = ()
+
+
+class NLP:
+    """Everything the NLP skills need: ``understand``, ``search_threads`` and ``chitchat``.
+
+    The question's embedding is computed once and shared by the tag model and the search.
+    All methods are thread-safe.
+    """
+
+    def __init__(
+        self,
+        *,
+        encoder: Encoder,
+        intent: IntentClassifier,
+        tags: TagClassifier,
+        entities: ProgrammingEntities,
+        searcher: ThreadSearcher,
+        chitchat: ChitChatResponder,
+    ) -> None:
+        self.encoder = encoder
+        self.intent = intent
+        self.tags = tags
+        self.entities = entities
+        self.searcher = searcher
+        self.chitchat_model = chitchat
+        self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def embed(self, text: str) -> np.ndarray:
+        """The (1, dim) embedding of ``text``, remembered for the next few calls."""
+        with self._lock:
+            cached = self._vectors.get(text)
+            if cached is not None:
+                self._vectors.move_to_end(text)
+                return cached
+        vector = self.encoder.encode([text])
+        with self._lock:
+            self._vectors[text] = vector
+            while len(self._vectors) > 256:
+                self._vectors.popitem(last=False)
+        return vector
+
+    def understand(self, text: str) -> Understanding:
+        """Intent with alternatives; for programming, language, tags and entities; for tools,
+        slots."""
+        from nlp_core.ner.slots import extract_slots
+
+        ranked = self.intent.rank(text, top=3)
+        intent, confidence = ranked[0]
+        language: str | None = None
+        tags: tuple[str, ...] = ()
+        entities: tuple[Entity, ...] = ()
+        slots: dict[str, Any] = {}
+        if intent == "programming":
+            embeddings = self.embed(text) if self.tags.use_embeddings else None
+            tag_lists, languages = self.tags.predict_all([text], embeddings)
+            language, tags = languages[0], tuple(tag_lists[0])
+            entities = tuple(self.entities.extract(text))
+        elif intent.startswith("tool:"):
+            slots = extract_slots(text)
+        return Understanding(intent=intent, confidence=confidence, alternatives=tuple(ranked),
+                             language=language, tags=tags, entities=entities, slots=slots)
+
+    def search_threads(self, text: str, language: str | None, k: int = 3) -> list[ThreadHit]:
+        """The ``k`` most similar threads, within ``language`` first."""
+        matches = self.searcher.search(text, language, k=k, vector=self.embed(text))
+        return [ThreadHit(m.title, m.url, m.similarity, m.tags) for m in matches]
+
+    def chitchat(self, text: str, avoid: Iterable[str] = ()) -> str:
+        """A conversational reply that is not one of ``avoid``."""
+        return self.chitchat_model.respond(text, avoid=avoid, vector=self.embed(text))
+
+
+def tool_examples() -> dict[str, list[str]]:
+    """Each registered course tool's NLU phrasings."""
+    from course_tools import load_tools
+
+    return {name: list(spec.examples) for name, spec in load_tools().items() if spec.examples}
+
+
+class _Bar:
+    """One tqdm bar per training step on stderr (the console shows it; logs get a line)."""
+
+    def __init__(self, title: str) -> None:
+        from tqdm import tqdm
+
+        self.title = title
+        self.bar = tqdm(total=100, desc=title, file=sys.stderr, leave=True,
+                        bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}")
+
+    def __call__(self, fraction: float, detail: str = "") -> None:
+        self.bar.n = round(100 * max(0.0, min(1.0, fraction)))
+        self.bar.set_postfix_str(detail[:60], refresh=True)
+
+    def close(self) -> None:
+        self.bar.n = 100
+        self.bar.refresh()
+        self.bar.close()
+
+
+def _step(title: str, build: Callable[[Progress], Any], quiet: bool) -> Any:
+    started = time.perf_counter()
+    if quiet:
+        result = build(lambda _f, _d="": None)
+    else:
+        bar = _Bar(title)
+        try:
+            result = build(bar)
+        finally:
+            bar.close()
+    log.info("%s ready in %.1f s", title, time.perf_counter() - started)
+    return result
+
+
+def load_nlp(settings: Settings, *, quiet: bool = False) -> NLP:
+    """Load every NLP model, training (with a progress bar on stderr) whatever is missing."""
+    from nlp_core.chitchat import load_or_train_chitchat
+    from nlp_core.encoder import encoder_from_settings
+    from nlp_core.intent import load_or_train_intent
+    from bot.data import require
+    from nlp_core.ner.programming import ProgrammingEntities
+    from nlp_core.tags import load_or_train_tags
+    from nlp_core.threads import ThreadSearcher
+
+    encoder = encoder_from_settings(settings)
+    intent = _step("intent model",
+                   lambda p: load_or_train_intent(settings, p, tool_examples=tool_examples()),
+                   quiet)
+    tags = _step("tag model", lambda p: load_or_train_tags(
+        settings, p, use_embeddings=settings.tags_use_embeddings), quiet)
+    entities = _step("entity vocabulary", lambda p: ProgrammingEntities().fit(
+        require("so_tags/train.tsv", settings)), quiet)
+    searcher = _step("thread index", lambda p: ThreadSearcher.load(settings, encoder, p), quiet)
+    chitchat = _step("chit-chat index",
+                     lambda p: load_or_train_chitchat(settings, encoder, p), quiet)
+    return NLP(encoder=encoder, intent=intent, tags=tags, entities=entities, searcher=searcher,
+               chitchat=chitchat)

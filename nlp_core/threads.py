@@ -1,0 +1,246 @@
+"""The StackOverflow thread corpus and the duplicate search over it.
+
+Every title we hold becomes a :class:`~indexes.ThreadMeta`: StaQC SQL questions and the sample
+posts carry real post ids (their URL is the thread); so_tags titles have none (their URL is a
+search). Each thread is tagged with its tags plus the programming language they imply, so a
+search can run within the asker's language first and then over everything.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from bot.settings import Settings
+
+if TYPE_CHECKING:
+    from indexes import Hit, ThreadIndex, ThreadMeta
+
+Progress = Callable[[float, str], None]
+
+#: The languages the assistant names, as the NLU predicts them.
+LANGUAGES: tuple[str, ...] = (
+    "c#", "java", "javascript", "php", "c/c++", "python", "ruby", "r", "vb", "swift",
+)
+#: Tag given to StaQC's SQL questions (they carry no language tag of their own).
+SQL_TAG = "sql"
+
+#: StackOverflow tags that imply a language (the language's own tag included).
+_TAG_LANGUAGE: dict[str, str] = {
+    "c#": "c#", "asp.net": "c#", "asp.net-mvc": "c#", ".net": "c#", "linq": "c#", "wpf": "c#",
+    "winforms": "c#", "entity-framework": "c#", "xaml": "c#", "unity3d": "c#",
+    "java": "java", "android": "java", "spring": "java", "hibernate": "java", "swing": "java",
+    "eclipse": "java", "maven": "java", "jsp": "java", "java-ee": "java",
+    "javascript": "javascript", "jquery": "javascript", "node.js": "javascript",
+    "angularjs": "javascript", "reactjs": "javascript", "ajax": "javascript",
+    "json": "javascript", "typescript": "javascript",
+    "php": "php", "laravel": "php", "codeigniter": "php", "wordpress": "php", "symfony": "php",
+    "c": "c/c++", "c++": "c/c++", "c++11": "c/c++", "qt": "c/c++", "pointers": "c/c++",
+    "python": "python", "django": "python", "python-2.7": "python", "python-3.x": "python",
+    "flask": "python", "pandas": "python", "numpy": "python",
+    "ruby": "ruby", "ruby-on-rails": "ruby", "ruby-on-rails-3": "ruby", "rails": "ruby",
+    "r": "r", "ggplot2": "r", "dplyr": "r",
+    "vb.net": "vb", "vba": "vb", "vb6": "vb", "vbscript": "vb", "excel-vba": "vb",
+    "swift": "swift", "swift3": "swift", "swiftui": "swift",
+}
+
+INDEX_DIRNAME = "threads"
+
+
+def languages_of(tags: Iterable[str]) -> list[str]:
+    """The languages ``tags`` imply, in :data:`LANGUAGES` order."""
+    found = {_TAG_LANGUAGE[t.lower()] for t in tags if t.lower() in _TAG_LANGUAGE}
+    return [language for language in LANGUAGES if language in found]
+
+
+def thread_tags(tags: Iterable[str]) -> tuple[str, ...]:
+    """A thread's tags: its own (lower-cased, in order) plus the languages they imply."""
+    own = [t.strip().lower() for t in tags if t.strip()]
+    extra = [lang for lang in languages_of(own) if lang not in own]
+    return tuple(dict.fromkeys(own + extra))
+
+
+# --- the corpus -----------------------------------------------------------------------------
+def load_threads(limit: int | None = None,
+                 settings: Settings | None = None) -> list[ThreadMeta]:
+    """Every title we hold, deduplicated (a title with a post id wins over one without).
+
+    Order: StaQC SQL questions, sample posts, tagged so_tags titles, unlabeled titles. ``limit``
+    keeps the first ``limit`` of each source (for tests and quick builds).
+    """
+    import csv
+
+    from bot.data import require
+    from indexes import ThreadMeta
+    from nlp_core.corpora import load_so_tags, load_titles
+
+    sources: list[list[ThreadMeta]] = []
+    staqc: list[ThreadMeta] = []
+    staqc_path = require("so_posts/staqc_sql_titles.tsv", settings)
+    with staqc_path.open(encoding="utf-8", newline="") as handle:
+        for row in csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE):
+            title = (row.get("title") or "").strip()
+            if title and (row.get("post_id") or "").strip():
+                staqc.append(ThreadMeta(row["post_id"].strip(), title, (SQL_TAG,), "staqc"))
+    sources.append(staqc)
+    posts: list[ThreadMeta] = []
+    with require("so_posts/so_sample_posts.jsonl", settings).open(encoding="utf-8") as handle:
+        for line in handle:
+            if not line.strip():
+                continue
+            record = json.loads(line)
+            title = str(record.get("title") or "").strip()
+            if title:
+                tags = [t for t in str(record.get("tags") or "").split("|") if t]
+                posts.append(ThreadMeta(str(record["id"]), title, thread_tags(tags),
+                                        "so_sample_posts"))
+    sources.append(posts)
+    titles, tag_lists = load_so_tags(require("so_tags/train.tsv", settings))
+    sources.append([ThreadMeta(None, t.strip(), thread_tags(tags), "so_tags")
+                    for t, tags in zip(titles, tag_lists, strict=True) if t.strip()])
+    sources.append([ThreadMeta(None, t.strip(), (), "so_tags_unlabeled")
+                    for t in load_titles(require("so_tags/unlabeled.tsv", settings)) if t.strip()])
+
+    seen: set[str] = set()
+    threads: list[ThreadMeta] = []
+    for source in sources:
+        for meta in source[:limit] if limit is not None else source:
+            key = " ".join(meta.title.lower().split())
+            if key not in seen:
+                seen.add(key)
+                threads.append(meta)
+    return threads
+
+
+def index_dir(settings: Settings) -> Path:
+    """Where the thread index is saved."""
+    return settings.data_dir / "indexes" / INDEX_DIRNAME
+
+
+def build_thread_index(settings: Settings, encoder: Any, progress: Progress | None = None,
+                       limit: int | None = None) -> ThreadIndex:
+    """Embed every thread title with ``encoder`` and save a :class:`ThreadIndex` of them.
+
+    ``encoder`` is anything with ``encode(texts)`` / ``encode_cached(texts, dir)`` and ``name``
+    (an :class:`~nlp_core.encoder.Encoder`). Embeddings are cached, so a rebuild is cheap.
+    """
+    from indexes import ThreadIndex
+    from nlp_core.duplicates import cache_dir
+
+    if progress:
+        progress(0.0, "loading the thread corpus")
+    threads = load_threads(limit, settings)
+    titles = [t.title for t in threads]
+    chunk = 4096
+    parts: list[np.ndarray] = []
+    for start in range(0, len(titles), chunk):
+        if progress:
+            progress(0.05 + 0.9 * start / max(len(titles), 1),
+                     f"embedding titles {start}/{len(titles)}")
+        parts.append(encoder.encode_cached(titles[start:start + chunk], cache_dir(settings)))
+    vectors = np.concatenate(parts) if parts else np.zeros((0, encoder.dim), dtype=np.float32)
+    index = ThreadIndex.build(vectors, threads, str(encoder.name))
+    index.save(index_dir(settings))
+    if progress:
+        progress(1.0, f"thread index of {len(index)} titles saved")
+    return index
+
+
+def load_or_build_thread_index(settings: Settings, encoder: Any | None = None,
+                               progress: Progress | None = None) -> ThreadIndex:
+    """The saved thread index if it matches ``encoder``, else a freshly built one."""
+    from indexes import ThreadIndex, ThreadIndexError
+
+    if encoder is None:
+        from nlp_core.encoder import encoder_from_settings
+
+        encoder = encoder_from_settings(settings)
+    try:
+        return ThreadIndex.open(index_dir(settings), str(encoder.name))
+    except (ThreadIndexError, OSError):
+        return build_thread_index(settings, encoder, progress, limit=settings.thread_index_limit)
+
+
+# --- searching ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ThreadMatch:
+    """One thread found for a question: its title, link, tags and cosine similarity."""
+
+    title: str
+    url: str
+    similarity: float
+    tags: tuple[str, ...]
+    post_id: str | None
+    in_language: bool
+
+    @classmethod
+    def from_hit(cls, hit: Hit, in_language: bool) -> ThreadMatch:
+        return cls(hit.meta.title, hit.meta.url, hit.score, hit.meta.tags, hit.meta.post_id,
+                   in_language)
+
+
+class ThreadSearcher:
+    """Finds the threads most similar to a question, within its language first.
+
+    Holds one encoder and one index; both are safe to share between threads.
+    """
+
+    def __init__(self, index: ThreadIndex, encoder: Any, *, min_similarity: float = 0.3,
+                 language_bonus: float = 0.05) -> None:
+        self.index = index
+        self.encoder = encoder
+        self.min_similarity = min_similarity
+        self.language_bonus = language_bonus
+
+    @classmethod
+    def load(cls, settings: Settings, encoder: Any | None = None,
+             progress: Progress | None = None) -> ThreadSearcher:
+        """The searcher over the saved (or a newly built) thread index."""
+        if encoder is None:
+            from nlp_core.encoder import encoder_from_settings
+
+            encoder = encoder_from_settings(settings)
+        return cls(load_or_build_thread_index(settings, encoder, progress), encoder)
+
+    def search(self, question: str, language: str | None = None, k: int = 3,
+               timings: dict[str, float] | None = None,
+               vector: np.ndarray | None = None) -> list[ThreadMatch]:
+        """The ``k`` best threads of the whole corpus, those of ``language`` (scoring at least
+        ``min_similarity``) ranked up by ``language_bonus``. ``vector`` is the question's
+        embedding, if the caller has it already."""
+        started = time.perf_counter()
+        if vector is None:
+            vector = self.encoder.encode([question])
+        encoded = time.perf_counter()
+        # Threads of the predicted language get a small bonus; a much closer thread from
+        # elsewhere (say, a SQL question asked as "C#") still wins.
+        ranked: dict[int, tuple[float, ThreadMatch]] = {}
+        if language:
+            for hit in self.index.search(vector, k, filter=[language.lower()])[0]:
+                if hit.score >= self.min_similarity:
+                    ranked[hit.row] = (hit.score + self.language_bonus,
+                                       ThreadMatch.from_hit(hit, True))
+        for hit in self.index.search(vector, k)[0]:
+            if hit.row not in ranked:
+                ranked[hit.row] = (hit.score, ThreadMatch.from_hit(hit, False))
+        matches = [m for _, m in sorted(ranked.values(), key=lambda x: -x[0])[:k]]
+        if timings is not None:
+            timings["encode_ms"] = 1000 * (encoded - started)
+            timings["search_ms"] = 1000 * (time.perf_counter() - encoded)
+        return matches
+
+
+def format_matches(matches: Sequence[ThreadMatch], language: str | None = None) -> str:
+    """A reply text naming the language and the threads with their similarity."""
+    lines = [f"Language: {language}" if language else "Language: not recognised"]
+    if not matches:
+        lines.append("No similar StackOverflow threads found.")
+    for number, match in enumerate(matches, start=1):
+        lines.append(f"{number}. {match.title} ({match.similarity:.2f})\n   {match.url}")
+    return "\n".join(lines)
