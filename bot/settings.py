@@ -1,14 +1,13 @@
-"""All of amlbot's settings in one place, read from ``AMLBOT_*`` environment variables and ``.env``."""
+"""All of amlbot's settings in one place, from ``AMLBOT_*`` environment variables and ``.env``."""
 
 from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-from typing_extensions import Annotated
 
 
 class Settings(BaseSettings):
@@ -20,7 +19,8 @@ class Settings(BaseSettings):
 
     # --- storage -------------------------------------------------------------------------
     data_dir: Path = Field(
-        default=Path(".amlbot"), description="Where datasets, models, indexes and the database live."
+        default=Path(".amlbot"),
+        description="Where datasets, models, indexes and the database live.",
     )
     database_url: str | None = Field(
         default=None, description="Any SQLAlchemy URL; defaults to SQLite (WAL) in the data dir."
@@ -45,7 +45,8 @@ class Settings(BaseSettings):
     max_message_chars: int = Field(default=20_000, ge=1, description="Longer text is truncated.")
     max_upload_bytes: int = Field(default=10 * 1024 * 1024, ge=1)
     admins: Annotated[list[str], NoDecode] = Field(
-        default_factory=list, description="User ids allowed to run heavy commands (comma-separated)."
+        default_factory=list,
+        description="User ids allowed to run heavy commands (comma-separated).",
     )
     heavy_commands_open: bool = Field(
         default=False, description="Let every user run heavy commands (training jobs)."
@@ -73,7 +74,9 @@ class Settings(BaseSettings):
     tags_use_embeddings: bool = Field(
         default=True, description="Tag model: add MiniLM embeddings to the TF-IDF features."
     )
-    encoder_backend: Literal["torch", "onnx", "onnx-int8"] = "torch"
+    encoder_backend: Literal["torch", "onnx", "onnx-int8"] = Field(
+        default="onnx", description="How MiniLM runs: onnx gives torch's vectors, faster."
+    )
 
     # --- jobs ----------------------------------------------------------------------------
     jobs_backend: Literal["local", "ray"] = "local"

@@ -30,7 +30,7 @@ class JobCancelled(Exception):
 
 @dataclass
 class ToolContext:
-    """What a running tool gets: its parameters, a progress callback, a cancel check, a work dir."""
+    """What a running tool gets: parameters, a progress callback, a cancel check, a work dir."""
 
     params: ToolParams
     work_dir: Path

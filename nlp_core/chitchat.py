@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -43,7 +44,7 @@ def _good_reply(text: str) -> bool:
 
 
 def chitchat_dataset_pairs() -> Iterable[DialoguePair]:
-    """(turn, next turn) pairs from chitchat-dataset; a turn is one speaker's consecutive messages."""
+    """(turn, next turn) pairs of chitchat-dataset; a turn is one speaker's run of messages."""
     import chitchat_dataset
 
     for conversation in chitchat_dataset.Dataset().values():
@@ -118,8 +119,9 @@ class ChitChatResponder:
             if progress:
                 progress(min(1.0, (start + step) / len(pairs)), "embedding dialogue")
         vectors = np.vstack(chunks)
-        self.index_ = faiss.IndexFlatIP(vectors.shape[1])
-        self.index_.add(vectors)
+        index = faiss.IndexFlatIP(vectors.shape[1])
+        index.add(vectors)
+        self.index_: Any = index
         self.prompts_ = [p.prompt for p in pairs]
         self.replies_ = [p.reply for p in pairs]
         return self

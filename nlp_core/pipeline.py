@@ -138,10 +138,14 @@ class _Bar:
         self.bar.close()
 
 
+def _silent(_fraction: float, _detail: str = "") -> None:
+    """A progress callback that shows nothing."""
+
+
 def _step(title: str, build: Callable[[Progress], Any], quiet: bool) -> Any:
     started = time.perf_counter()
     if quiet:
-        result = build(lambda _f, _d="": None)
+        result = build(_silent)
     else:
         bar = _Bar(title)
         try:
@@ -154,10 +158,10 @@ def _step(title: str, build: Callable[[Progress], Any], quiet: bool) -> Any:
 
 def load_nlp(settings: Settings, *, quiet: bool = False) -> NLP:
     """Load every NLP model, training (with a progress bar on stderr) whatever is missing."""
+    from bot.data import require
     from nlp_core.chitchat import load_or_train_chitchat
     from nlp_core.encoder import encoder_from_settings
     from nlp_core.intent import load_or_train_intent
-    from bot.data import require
     from nlp_core.ner.programming import ProgrammingEntities
     from nlp_core.tags import load_or_train_tags
     from nlp_core.threads import ThreadSearcher

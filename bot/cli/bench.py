@@ -8,6 +8,8 @@ from pathlib import Path
 
 import typer
 
+from bot.cli.bench_index import index as bench_index
+
 app = typer.Typer(help="Speed benchmarks; each writes its page under docs/benchmarks/.",
                   no_args_is_help=True)
 
@@ -55,3 +57,24 @@ def startup(
         typer.echo(f"updated {output}")
     if as_json:
         typer.echo(json.dumps(result.to_dict()))
+
+
+@app.command("answer")
+def answer(
+    messages: int = typer.Option(1000, min=10, help="Timed messages (a fixed mix of routes)."),
+    index_size: int = typer.Option(100_000, min=1, help="Thread-index size to measure at."),
+    as_json: bool = typer.Option(False, "--json", help="End with one JSON line of metrics."),
+) -> None:
+    """Time Assistant.handle on mixed messages: p50/p99 per route and overall, peak RSS."""
+    from bot.bench.answer import measure_answers
+    from bot.settings import get_settings
+
+    result = measure_answers(get_settings(), n=messages, index_size=index_size).to_dict()
+    typer.echo(f"{result['messages']} messages, index {result['index_size']:,} titles: "
+               f"p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms, "
+               f"peak RSS {result['rss_mb']} MB")
+    if as_json:
+        typer.echo(json.dumps(result))
+
+
+app.command("index")(bench_index)

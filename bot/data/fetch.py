@@ -17,7 +17,8 @@ def _install(source: Path, target: Path, item: DataFile) -> str | None:
     """Copy ``source`` to ``target`` atomically if its checksum matches; returns an error."""
     digest = sha256_of(source)
     if digest != item.sha256:
-        return f"checksum mismatch for {item.path}: expected {item.sha256[:12]}…, got {digest[:12]}…"
+        return (f"checksum mismatch for {item.path}: expected {item.sha256[:12]}…, "
+                f"got {digest[:12]}…")
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".fetch-")
     os.close(fd)

@@ -54,7 +54,8 @@ _add(Dataset(
     "so_tags",
     "StackOverflow titles with 1-5 of 100 tags (HSE NLP course, week 1).",
     "StackOverflow content, CC BY-SA",
-    "LuksJobs/previsao-pln@01e35e7 data/ (train.tsv is a 25,000-row random part of validation.tsv)",
+    "LuksJobs/previsao-pln@01e35e7 data/ "
+    "(train.tsv is a 25,000-row random part of validation.tsv)",
     (
         DataFile("so_tags/train.tsv",
                  "3887d3314caa1ffac1344d7f8bcae0811d700669844e816f0fb043b04102ff23", 1803587),

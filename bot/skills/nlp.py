@@ -18,7 +18,7 @@ def _letters(text: str) -> list[str]:
 
 
 def mostly_non_latin(text: str) -> bool:
-    """True when most letters of ``text`` are outside the Latin script (the models read English)."""
+    """True when most letters of ``text`` are not Latin (the models read English)."""
     letters = _letters(text)
     if not letters:
         return False
