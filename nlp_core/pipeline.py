@@ -156,26 +156,54 @@ def _step(title: str, build: Callable[[Progress], Any], quiet: bool) -> Any:
     return result
 
 
-def load_nlp(settings: Settings, *, quiet: bool = False) -> NLP:
-    """Load every NLP model, training (with a progress bar on stderr) whatever is missing."""
+def load_or_build_entities(settings: Settings) -> ProgrammingEntities:
+    """The programming-entity ruler, from a vocabulary cached in the data dir (built from the
+    so_tags titles and tags the first time)."""
+    import json
+
     from bot.data import require
+    from nlp_core.ner.programming import ProgrammingEntities, build_vocabulary
+
+    path = settings.data_dir / "models" / "entities" / "vocabulary.json"
+    try:
+        vocabulary = json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, ValueError):
+        vocabulary = build_vocabulary(require("so_tags/train.tsv", settings))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(vocabulary), encoding="utf-8")
+        tmp.replace(path)
+    return ProgrammingEntities().fit_vocabulary(vocabulary)
+
+
+def load_nlp(settings: Settings, *, quiet: bool = False) -> NLP:
+    """Load every NLP model, training (with a progress bar on stderr) whatever is missing.
+
+    Once everything is trained, the loads run side by side: most of their time is imports.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
     from nlp_core.chitchat import load_or_train_chitchat
     from nlp_core.encoder import encoder_from_settings
     from nlp_core.intent import load_or_train_intent
-    from nlp_core.ner.programming import ProgrammingEntities
     from nlp_core.tags import load_or_train_tags
     from nlp_core.threads import ThreadSearcher
 
     encoder = encoder_from_settings(settings)
-    intent = _step("intent model",
-                   lambda p: load_or_train_intent(settings, p, tool_examples=tool_examples()),
-                   quiet)
-    tags = _step("tag model", lambda p: load_or_train_tags(
-        settings, p, use_embeddings=settings.tags_use_embeddings), quiet)
-    entities = _step("entity vocabulary", lambda p: ProgrammingEntities().fit(
-        require("so_tags/train.tsv", settings)), quiet)
-    searcher = _step("thread index", lambda p: ThreadSearcher.load(settings, encoder, p), quiet)
-    chitchat = _step("chit-chat index",
-                     lambda p: load_or_train_chitchat(settings, encoder, p), quiet)
-    return NLP(encoder=encoder, intent=intent, tags=tags, entities=entities, searcher=searcher,
-               chitchat=chitchat)
+    examples = tool_examples()
+    with ThreadPoolExecutor(max_workers=3, thread_name_prefix="nlp-load") as pool:
+        # Loading the encoder and the spaCy ruler overlaps the training or loading below.
+        warm = pool.submit(encoder.encode, ["warm up"])
+        entities = pool.submit(load_or_build_entities, settings)
+        intent = _step("intent model",
+                       lambda p: load_or_train_intent(settings, p, tool_examples=examples),
+                       quiet)
+        tags = _step("tag model", lambda p: load_or_train_tags(
+            settings, p, use_embeddings=settings.tags_use_embeddings), quiet)
+        warm.result()
+        searcher = _step("thread index", lambda p: ThreadSearcher.load(settings, encoder, p),
+                         quiet)
+        chitchat = _step("chit-chat index",
+                         lambda p: load_or_train_chitchat(settings, encoder, p), quiet)
+        return NLP(encoder=encoder, intent=intent, tags=tags, entities=entities.result(),
+                   searcher=searcher, chitchat=chitchat)

@@ -192,11 +192,12 @@ class ThreadSearcher:
     """
 
     def __init__(self, index: ThreadIndex, encoder: Any, *, min_similarity: float = 0.3,
-                 language_bonus: float = 0.05) -> None:
+                 language_bonus: float = 0.05, pool: int = 32) -> None:
         self.index = index
         self.encoder = encoder
         self.min_similarity = min_similarity
         self.language_bonus = language_bonus
+        self.pool = pool
 
     @classmethod
     def load(cls, settings: Settings, encoder: Any | None = None,
@@ -221,14 +222,14 @@ class ThreadSearcher:
         # Threads of the predicted language get a small bonus; a much closer thread from
         # elsewhere (say, a SQL question asked as "C#") still wins.
         ranked: dict[int, tuple[float, ThreadMatch]] = {}
-        if language:
-            for hit in self.index.search(vector, k, filter=[language.lower()])[0]:
-                if hit.score >= self.min_similarity:
-                    ranked[hit.row] = (hit.score + self.language_bonus,
-                                       ThreadMatch.from_hit(hit, True))
-        for hit in self.index.search(vector, k)[0]:
-            if hit.row not in ranked:
-                ranked[hit.row] = (hit.score, ThreadMatch.from_hit(hit, False))
+        wanted = {language.lower()} if language else set()
+        # One scan of the index: a language's threads that are not among the nearest
+        # ``pool`` overall would not outrank them with the small bonus anyway.
+        for hit in self.index.search(vector, max(k, self.pool))[0]:
+            in_language = bool(wanted.intersection(hit.meta.tags)) \
+                and hit.score >= self.min_similarity
+            bonus = self.language_bonus if in_language else 0.0
+            ranked[hit.row] = (hit.score + bonus, ThreadMatch.from_hit(hit, in_language))
         matches = [m for _, m in sorted(ranked.values(), key=lambda x: -x[0])[:k]]
         if timings is not None:
             timings["encode_ms"] = 1000 * (encoded - started)

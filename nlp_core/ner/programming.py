@@ -137,11 +137,14 @@ class ProgrammingEntities:
 
     def fit(self, tags_path: Path | None = None) -> ProgrammingEntities:
         """Build the vocabulary and the ruler; returns ``self``."""
-        import spacy
-
         vocab = build_vocabulary(tags_path)
         for label, terms in (self.extra_terms or {}).items():
             vocab[label] = sorted(set(vocab.get(label, [])) | set(terms))
+        return self.fit_vocabulary(vocab)
+
+    def fit_vocabulary(self, vocab: dict[str, list[str]]) -> ProgrammingEntities:
+        """Build the ruler from a vocabulary made earlier (label -> terms); returns ``self``."""
+        spacy = _import_spacy()
         self.vocabulary_ = vocab
         nlp = spacy.blank("en")
         ruler = nlp.add_pipe("entity_ruler", config={"phrase_matcher_attr": "LOWER",
@@ -186,6 +189,22 @@ class ProgrammingEntities:
                 taken.add(nxt)
         found.sort(key=lambda e: e.start)
         return found
+
+
+def _import_spacy() -> Any:
+    """spaCy without torch: thinc imports torch (~1 s) only to offer wrappers we never use."""
+    import sys
+
+    if "spacy" in sys.modules or "torch" in sys.modules:
+        import spacy
+
+        return spacy
+    sys.modules["torch"] = None  # type: ignore[assignment]  # makes `import torch` fail
+    try:
+        import spacy
+    finally:
+        del sys.modules["torch"]
+    return spacy
 
 
 _DEFAULT: ProgrammingEntities | None = None
