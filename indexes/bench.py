@@ -1,0 +1,397 @@
+"""``amlbot bench index``: build time, memory, latency, throughput and recall of the thread index.
+
+Vectors are real MiniLM embeddings of the registered titles, or (beyond the corpus size) synthetic
+ones grown from them: each synthetic vector is a real one plus Gaussian noise, renormalised, with
+the noise scale fitted so nearest-neighbour similarities look like the real corpus's
+(:func:`calibrate_noise`). Queries are held-out real titles. Search numbers come from a separate
+process that only opens the saved index (memory-mapped) and searches, so its RSS is what a bot
+worker pays.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from indexes.thread_index import ThreadIndex, ThreadMeta, exact_topk, normalise, recall_at_k
+
+NOISE_GRID = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 1.0)
+
+
+def _rss_mb() -> dict[str, float]:
+    out: dict[str, float] = {}
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "VmHWM", "RssAnon", "RssFile"):
+                out[key] = int(value.split()[0]) / 1024
+    return out
+
+
+def cached_real_vectors() -> tuple[np.ndarray, list[tuple[str, str, tuple[str, ...]]]]:
+    """The real title vectors encoded so far (whole cached chunks, in title order) and their
+    titles; encodes the first chunk if nothing is cached yet."""
+    from indexes.corpus import real_title_vectors, real_titles
+
+    titles = real_titles()
+    chunk, parts = 5000, []
+    from bot.settings import get_settings
+    from nlp_core.encoder import Encoder
+
+    encoder = Encoder()
+    cache = get_settings().data_dir / "cache" / "index-titles"
+    import hashlib
+
+    for start in range(0, len(titles), chunk):
+        digest = hashlib.sha256(encoder.name.encode())
+        for _, text, _ in titles[start:start + chunk]:
+            digest.update(text.encode("utf-8", "replace") + b"\0")
+        path = cache / f"titles-{digest.hexdigest()[:24]}.npy"
+        if not path.is_file():
+            break
+        parts.append(np.load(path))
+    if not parts:
+        parts.append(real_title_vectors(chunk, chunk=chunk, encoder=encoder))
+    vectors = np.concatenate(parts)
+    return vectors, titles[:len(vectors)]
+
+
+def nn_similarity_quantiles(corpus: np.ndarray, probes: np.ndarray,
+                            exclude_self: bool) -> list[float]:
+    """10/25/50/75/90th percentiles of each probe's nearest-neighbour cosine in ``corpus``."""
+    scores = probes @ corpus.T
+    if exclude_self:
+        scores[scores > 0.99999] = -1.0  # the probe itself (and exact duplicates)
+    top = scores.max(axis=1)
+    return [float(v) for v in np.percentile(top, [10, 25, 50, 75, 90])]
+
+
+def synthetic_chunk(base: np.ndarray, sigma: float, size: int, seed: int) -> tuple[
+        np.ndarray, np.ndarray]:
+    """``size`` synthetic vectors: random real rows of ``base`` plus N(0, sigma^2/dim) noise,
+    renormalised; returns them and the base rows they came from."""
+    rng = np.random.default_rng(seed)
+    parents = rng.integers(0, len(base), size=size)
+    noise = rng.standard_normal((size, base.shape[1]), dtype=np.float32)
+    vectors = base[parents] + noise * np.float32(sigma / np.sqrt(base.shape[1]))
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors.astype(np.float32, copy=False), parents
+
+
+def calibrate_noise(base: np.ndarray, n_probes: int = 1000, seed: int = 0) -> dict[str, Any]:
+    """The noise scale whose synthetic corpus (same size as ``base``) has the nearest-neighbour
+    similarity quantiles closest to the real corpus's (each probe's neighbour among the others)."""
+    rng = np.random.default_rng(seed)
+    probes = np.sort(rng.choice(len(base), min(n_probes, len(base)), replace=False))
+    real = nn_similarity_quantiles(base, base[probes], exclude_self=True)
+    table = []
+    for sigma in NOISE_GRID:
+        synthetic, _ = synthetic_chunk(base, sigma, len(base), seed + 1)
+        quantiles = nn_similarity_quantiles(synthetic, synthetic[probes], exclude_self=True)
+        table.append({"sigma": sigma, "quantiles": quantiles,
+                      "gap": float(np.mean(np.abs(np.subtract(quantiles, real))))})
+    best = min(table, key=lambda row: float(row["gap"]))  # type: ignore[arg-type]
+    return {"sigma": best["sigma"], "real_quantiles": real, "grid": table}
+
+
+def _write_corpus(path: Path, n: int, base: np.ndarray, real: bool, sigma: float,
+                  chunk: int = 200_000) -> np.ndarray:
+    """Write ``n`` corpus vectors to ``path`` (.npy, written chunk by chunk so memory stays
+    bounded); returns the parent title row of each."""
+    out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(n, base.shape[1]))
+    parents = np.empty(n, dtype=np.int32)
+    for start in range(0, n, chunk):
+        size = min(chunk, n - start)
+        if real:
+            block, rows = base[start:start + size], np.arange(start, start + size)
+        else:
+            block, rows = synthetic_chunk(base, sigma, size, seed=1000 + start // chunk)
+        out[start:start + size] = block
+        parents[start:start + size] = rows
+    out.flush()
+    del out
+    return parents
+
+
+def _searcher(directory: str, queries_path: str, truth_path: str, k: int) -> dict[str, Any]:
+    """Run in a fresh process: open the index memory-mapped, search, report latency and RSS."""
+    import faiss
+
+    faiss.omp_set_num_threads(2)
+    before = _rss_mb()
+    t0 = time.perf_counter()
+    index = ThreadIndex.open(Path(directory), verify=False)
+    open_s = time.perf_counter() - t0
+    queries = np.load(queries_path)
+    truth = np.load(truth_path)
+    extra: dict[str, float] = {}
+    real_path = Path(queries_path).with_name("real_queries.npy")
+    if real_path.is_file():  # held-out real titles, when the queries are synthetic
+        real_queries = np.load(real_path)
+        real_truth = np.load(real_path.with_name("real_truth.npy"))
+        _, rows = index.search_rows(real_queries, k)
+        extra["recall_at_10_real_queries"] = recall_at_k(real_truth[:, :k].tolist(),
+                                                         rows.tolist())
+    index.search(queries[:20], k)  # warm-up: first touches of the mapped pages
+    latencies, cpu = [], []
+    for query in queries:
+        t, c = time.perf_counter(), time.thread_time()
+        index.search(query[None, :], k)
+        latencies.append((time.perf_counter() - t) * 1000)
+        cpu.append((time.thread_time() - c) * 1000)
+    t = time.perf_counter()
+    _, rows = index.search_rows(queries, k)
+    batch_s = time.perf_counter() - t
+    t = time.perf_counter()
+    index.search(queries, k)
+    batch_hits_s = time.perf_counter() - t
+    after = _rss_mb()
+    return {
+        "open_s": open_s, "p50_ms": float(np.percentile(latencies, 50)),
+        "p99_ms": float(np.percentile(latencies, 99)), "mean_ms": float(np.mean(latencies)),
+        "cpu_p50_ms": float(np.percentile(cpu, 50)), "cpu_p99_ms": float(np.percentile(cpu, 99)),
+        "qps": len(queries) / batch_s, "qps_with_metadata": len(queries) / batch_hits_s,
+        "recall_at_10": recall_at_k(truth[:, :k].tolist(), rows.tolist()),
+        "rss_mb": after["VmRSS"], "rss_anon_mb": after["RssAnon"],
+        "rss_file_mb": after["RssFile"], "rss_before_open_mb": before["VmRSS"],
+        "peak_rss_mb": after["VmHWM"], **extra,
+    }
+
+
+def _filter_comparison(index: ThreadIndex, corpus: np.ndarray, parents: np.ndarray,
+                       tags: list[tuple[str, ...]], queries: np.ndarray) -> list[dict[str, Any]]:
+    """Tag-filtered search two ways: an ID selector on the one index, or a per-tag exact shard."""
+    import faiss
+
+    counts: dict[str, int] = {}
+    for parent_tags in tags:
+        for tag in parent_tags:
+            counts[tag] = counts.get(tag, 0) + 1
+    if not counts:
+        return []
+    ranked = sorted(counts, key=counts.get, reverse=True)  # type: ignore[arg-type]
+    picks = [ranked[0], ranked[min(len(ranked) - 1, 20)]]
+    has = {tag: np.fromiter((tag in tags[p] for p in parents), dtype=bool, count=len(parents))
+           for tag in picks}
+    out = []
+    sample = queries[:200]
+    for tag in picks:
+        rows = np.flatnonzero(has[tag])
+        t = time.perf_counter()
+        shard = faiss.IndexFlatIP(corpus.shape[1])
+        for start in range(0, len(rows), 200_000):
+            shard.add(np.asarray(corpus[rows[start:start + 200_000]]))
+        shard_build = time.perf_counter() - t
+        truth = rows[shard.search(sample, 10)[1]]
+        index.search_rows(sample[:1], 10, filter=[tag])  # builds and caches the selector
+        lat_sel, lat_shard = [], []
+        found = []
+        for query in sample:
+            t = time.perf_counter()
+            found.append(index.search_rows(query[None, :], 10, filter=[tag])[1][0])
+            lat_sel.append((time.perf_counter() - t) * 1000)
+            t = time.perf_counter()
+            shard.search(query[None, :], 10)
+            lat_shard.append((time.perf_counter() - t) * 1000)
+        out.append({
+            "tag": tag, "share": float(len(rows) / len(parents)),
+            "selector_p50_ms": float(np.median(lat_sel)),
+            "selector_p99_ms": float(np.percentile(lat_sel, 99)),
+            "selector_recall_at_10": recall_at_k(truth.tolist(), np.asarray(found).tolist()),
+            "shard_p50_ms": float(np.median(lat_shard)),
+            "shard_p99_ms": float(np.percentile(lat_shard, 99)),
+            "shard_build_s": shard_build,
+            "shard_extra_mb": len(rows) * corpus.shape[1] * 4 / 2**20,
+        })
+    return out
+
+
+def bench_index(n: int, dim: int = 384, real: bool = False, json: bool = False, *,
+                kind: str | None = None, n_queries: int = 1000, work_dir: Path | None = None,
+                st_queries: int = 100, target_recall: float = 0.95,
+                echo: Any = print) -> dict[str, Any]:
+    """Build an index of ``n`` vectors, search it from a fresh process, compare with numpy brute
+    force and ``sentence_transformers.util.semantic_search``; returns the metrics."""
+    import faiss
+
+    from indexes.builder import assemble
+
+    faiss.omp_set_num_threads(2)
+    say = (lambda *_: None) if json else echo
+    t_start = time.perf_counter()
+    vectors, titles = cached_real_vectors()
+    if dim != vectors.shape[1]:
+        # Other widths: a fixed random projection of the real vectors keeps their structure.
+        rng = np.random.default_rng(7)
+        vectors = normalise(vectors @ rng.standard_normal((vectors.shape[1], dim)).astype(
+            np.float32), dim)
+    n_queries = min(n_queries, len(vectors) // 5)
+    real_queries, base = vectors[-n_queries:], vectors[:-n_queries]
+    queries = real_queries
+    base_titles = titles[:len(base)]
+    if real:
+        n = min(n, len(base))
+    say(f"{len(vectors)} real title vectors ({len(base)} corpus, {n_queries} held-out queries)")
+    calibration: dict[str, Any] = {}
+    sigma = 0.0
+    if not real:
+        calibration = calibrate_noise(base)
+        sigma = calibration["sigma"]
+        # Queries drawn like the corpus (fresh noise around random real titles): exchangeable
+        # with the indexed vectors, as held-out real titles are with a real corpus.
+        queries, _ = synthetic_chunk(base, sigma, n_queries, seed=999_999)
+        say(f"noise scale {sigma} (nearest-neighbour cosine quantiles real "
+            f"{[round(q, 3) for q in calibration['real_quantiles']]})")
+    tmp_owner = None
+    if work_dir is None:
+        tmp_owner = tempfile.TemporaryDirectory(prefix="amlbot-bench-index-")
+        work_dir = Path(tmp_owner.name)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        corpus_path = work_dir / "corpus.npy"
+        t = time.perf_counter()
+        parents = _write_corpus(corpus_path, n, base, real, sigma)
+        generate_s = time.perf_counter() - t
+        corpus = np.load(corpus_path, mmap_mode="r")
+        if not real:
+            probes = real_queries[:1000]
+            sample = np.asarray(corpus[:min(n, 200_000)])
+            calibration["synthetic_quantiles_at_n"] = nn_similarity_quantiles(
+                sample, np.asarray(corpus[-min(1000, n):]) if n > 200_000 else sample[:1000],
+                exclude_self=True)
+            calibration["query_nn_quantiles_real_corpus"] = nn_similarity_quantiles(
+                base, probes, exclude_self=False)
+            calibration["query_nn_quantiles_synthetic_sample"] = nn_similarity_quantiles(
+                sample, probes, exclude_self=False)
+        say(f"corpus of {n} x {dim} written in {generate_s:.1f}s; building the index")
+        rss_before = _rss_mb()["VmRSS"]
+        t = time.perf_counter()
+        chunk = 200_000
+        metas = ([ThreadMeta(base_titles[p][0] or None, base_titles[p][1], base_titles[p][2],
+                             "real" if real else "synthetic")
+                  for p in parents[s:s + chunk].tolist()] for s in range(0, n, chunk))
+        index = assemble(corpus, metas, "sentence-transformers/all-MiniLM-L6-v2", kind=kind,
+                         target_recall=target_recall, meta_path=work_dir / "meta-build.sqlite3",
+                         progress=not json)
+        build_s = time.perf_counter() - t
+        build_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        index_dir = work_dir / "index"
+        t = time.perf_counter()
+        index.save(index_dir)
+        save_s = time.perf_counter() - t
+        say(f"built {index.spec.factory(dim)} in {build_s:.1f}s (nprobe {index.nprobe}, "
+            f"tuned recall {index.tuned_recall}); saved in {save_s:.1f}s")
+        filters = _filter_comparison(index, corpus, parents,
+                                     [t for _, _, t in base_titles], queries)
+        index.close()
+        del index
+        # numpy brute force: the ground truth, and the baseline to beat (one scan for the
+        # benchmark queries and, when those are synthetic, 200 held-out real titles)
+        extra_real = real_queries[:min(200, n_queries)] if not real else real_queries[:0]
+        t = time.perf_counter()
+        truth_all = exact_topk(corpus, np.concatenate([queries, extra_real]), 10)
+        numpy_s = time.perf_counter() - t
+        numpy_qps = len(truth_all) / numpy_s
+        truth = truth_all[:len(queries)]
+        np.save(work_dir / "queries.npy", queries)
+        np.save(work_dir / "truth.npy", truth)
+        if not real:
+            np.save(work_dir / "real_queries.npy", extra_real)
+            np.save(work_dir / "real_truth.npy", truth_all[len(queries):])
+        say(f"numpy brute force: {numpy_qps:.1f} queries/s")
+        st_qps = _semantic_search_qps(corpus_path, queries[:st_queries])
+        say(f"sentence_transformers.util.semantic_search: {st_qps:.1f} queries/s")
+        proc = subprocess.run(
+            [sys.executable, "-c",
+             "import json,sys; from indexes.bench import _searcher; "
+             "print(json.dumps(_searcher(*sys.argv[1:4], 10)))",
+             str(index_dir), str(work_dir / "queries.npy"), str(work_dir / "truth.npy")],
+            capture_output=True, text=True, check=False,
+            env={**os.environ, "OMP_NUM_THREADS": "2"},
+        )
+        if proc.returncode != 0:
+            raise RuntimeError(f"searcher process failed: {proc.stderr[-2000:]}")
+        searched = json_loads_last(proc.stdout)
+        info = ThreadIndex.read_info(index_dir)
+        index_bytes = sum(f["bytes"] for f in info["files"].values())
+        faiss_bytes = info["files"]["index.faiss"]["bytes"]
+        result: dict[str, Any] = {
+            "n": n, "dim": dim, "real": real, "type": info["type"], "factory": info["factory"],
+            "nprobe": info["nprobe"], "tuned_recall_at_10": info["tuned_recall_at_10"],
+            "n_queries": n_queries, "base_titles": len(base), "noise_sigma": sigma,
+            "build_s": build_s, "generate_s": generate_s, "save_s": save_s,
+            "build_peak_rss_mb": build_peak, "rss_before_build_mb": rss_before,
+            "index_file_mb": faiss_bytes / 2**20, "meta_file_mb": (index_bytes - faiss_bytes)
+            / 2**20, "bytes_per_vector": faiss_bytes / n,
+            **searched,
+            "numpy_qps": numpy_qps, "semantic_search_qps": st_qps,
+            "speedup_vs_numpy": searched["qps"] / numpy_qps,
+            "speedup_vs_semantic_search": searched["qps"] / st_qps if st_qps else None,
+            "filters": filters, "calibration": calibration,
+            "total_s": time.perf_counter() - t_start, "cpus": os.cpu_count(),
+            "load_avg": os.getloadavg(),
+        }
+        return result
+    finally:
+        if tmp_owner is not None:
+            tmp_owner.cleanup()
+
+
+def json_loads_last(stdout: str) -> dict[str, Any]:
+    """The JSON object on the last non-empty line of ``stdout``."""
+    lines = [line for line in stdout.splitlines() if line.strip()]
+    value: dict[str, Any] = json.loads(lines[-1])
+    return value
+
+
+def _semantic_search_qps(corpus_path: Path, queries: np.ndarray) -> float:
+    """Queries per second of ``sentence_transformers.util.semantic_search`` over the corpus."""
+    import torch
+    from sentence_transformers import util
+
+    corpus = torch.from_numpy(np.load(corpus_path, mmap_mode="c"))
+    torch.set_num_threads(2)
+    t = time.perf_counter()
+    util.semantic_search(torch.from_numpy(queries), corpus, top_k=10,
+                         corpus_chunk_size=200_000)
+    return len(queries) / (time.perf_counter() - t)
+
+
+def nprobe_sweep(work_dir: Path, nprobes: list[int]) -> list[dict[str, float]]:
+    """Recall@10 (benchmark queries and held-out real titles), CPU latency and batch QPS of the
+    index a ``bench_index(..., work_dir=...)`` run left in ``work_dir``, at each ``nprobe``."""
+    index = ThreadIndex.open(work_dir / "index", verify=False)
+    sets = {"synthetic": (np.load(work_dir / "queries.npy")[:200],
+                          np.load(work_dir / "truth.npy")[:200])}
+    if (work_dir / "real_queries.npy").is_file():
+        sets["real"] = (np.load(work_dir / "real_queries.npy"),
+                        np.load(work_dir / "real_truth.npy"))
+    rows = []
+    for nprobe in nprobes:
+        index.nprobe = nprobe
+        row: dict[str, float] = {"nprobe": nprobe}
+        for name, (queries, truth) in sets.items():
+            found = index.search_rows(queries, 10)[1]
+            row[f"recall_at_10_{name}"] = recall_at_k(truth[:, :10].tolist(), found.tolist())
+        everything = np.concatenate([queries for queries, _ in sets.values()])
+        cpu = []
+        for query in everything:
+            start = time.thread_time()
+            index.search(query[None, :], 10)
+            cpu.append((time.thread_time() - start) * 1000)
+        start = time.perf_counter()
+        index.search_rows(everything, 10)
+        row["qps"] = len(everything) / (time.perf_counter() - start)
+        row["cpu_p50_ms"] = float(np.percentile(cpu, 50))
+        row["cpu_p99_ms"] = float(np.percentile(cpu, 99))
+        rows.append(row)
+    return rows

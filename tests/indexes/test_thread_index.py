@@ -1,0 +1,157 @@
+"""ThreadIndex: index types, tag filters, add/remove against a rebuild, and bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from indexes import Hit, ThreadIndex, ThreadIndexError, ThreadMeta
+from indexes.thread_index import FLAT_MAX, choose_spec, exact_topk, recall_at_k
+
+MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+Corpus = tuple[np.ndarray, list[ThreadMeta]]
+
+
+def _titles(hits: list[list[Hit]]) -> list[list[str]]:
+    return [[hit.meta.title for hit in row] for row in hits]
+
+
+def test_choose_spec_follows_the_size() -> None:
+    assert choose_spec(FLAT_MAX - 1, 384).kind == "flat"
+    one_million = choose_spec(1_000_000, 384)
+    assert one_million.kind == "ivf-sq8" and one_million.nlist == 2048
+    assert one_million.factory(384) == "IVF2048_HNSW32,SQ8"
+    assert choose_spec(24_000_000, 384).kind == "ivf-pq"
+    assert choose_spec(24_000_000, 384).pq_m == 96
+    with pytest.raises(ThreadIndexError, match="unknown index kind"):
+        choose_spec(10, 384, "hnsw-sparkles")
+
+
+def test_flat_search_is_exact_and_filters_by_tag(title_corpus: Corpus) -> None:
+    vectors, metas = title_corpus
+    index = ThreadIndex.build(vectors[:700], metas[:700], MODEL)
+    assert index.spec.kind == "flat" and len(index) == 700
+    queries = vectors[700:750]
+    _, rows = index.search_rows(queries, 10)
+    assert recall_at_k(exact_topk(vectors[:700], queries, 10).tolist(), rows.tolist()) == 1.0
+    hits = index.search(vectors[5], k=3)[0]
+    assert hits[0].row == 5 and hits[0].meta == metas[5] and hits[0].score == pytest.approx(1.0)
+    tagged = index.search(queries, k=5, filter=["python"])
+    assert all(hits for hits in tagged)
+    assert all("python" in hit.meta.tags for hits in tagged for hit in hits)
+    python_rows = [i for i, m in enumerate(metas[:700]) if "python" in m.tags]
+    truth = exact_topk(vectors[python_rows], queries, 5)
+    expected = [[python_rows[r] for r in row] for row in truth]
+    assert [[hit.row for hit in row] for row in tagged] == expected
+    assert index.search(queries[:2], filter=["no-such-tag"]) == [[], []]
+
+
+def test_ivf_reaches_its_tuned_recall_on_held_out_titles(title_corpus: Corpus) -> None:
+    vectors, metas = title_corpus
+    index = ThreadIndex.build(vectors[:700], metas[:700], MODEL, kind="ivf-sq8",
+                              target_recall=0.95)
+    assert index.spec.is_ivf and 1 <= index.nprobe <= index.spec.nlist
+    assert index.tuned_recall is not None and index.tuned_recall >= 0.95
+    queries = vectors[700:]
+    _, rows = index.search_rows(queries, 10)
+    recall = recall_at_k(exact_topk(vectors[:700], queries, 10).tolist(), rows.tolist())
+    assert recall >= 0.85, recall
+    filtered = index.search(queries[:20], k=5, filter=["javascript"])
+    assert all("javascript" in hit.meta.tags for hits in filtered for hit in hits)
+    assert sum(len(hits) for hits in filtered) == 100
+
+
+@pytest.mark.parametrize("kind", ["flat", "ivf-sq8"])
+def test_add_and_remove_match_a_rebuild(title_corpus: Corpus, kind: str,
+                                        tmp_path: Path) -> None:
+    vectors, metas = title_corpus
+    keep, drop, new = slice(0, 450), slice(450, 600), slice(600, 750)
+    grown = ThreadIndex.build(vectors[:600], metas[:600], MODEL, kind=kind)
+    grown.save(tmp_path / "v1")
+    reopened = ThreadIndex.open(tmp_path / "v1", MODEL)  # memory-mapped: edits copy it to RAM
+    assert reopened.remove(range(450, 600)) == 150
+    assert reopened.remove([450]) == 0
+    reopened.add(vectors[new], metas[new])
+    assert len(reopened) == 600
+    rebuilt = ThreadIndex.build(np.concatenate([vectors[keep], vectors[new]]),
+                                metas[keep] + metas[new], MODEL, kind="flat")
+    if kind != "flat":  # same answer as exact search once every list is probed
+        reopened.nprobe = reopened.spec.nlist
+    queries = vectors[750:800]
+    got, want = reopened.search(queries, 10), rebuilt.search(queries, 10)
+    if kind == "flat":
+        assert _titles(got) == _titles(want)
+        assert np.allclose([[h.score for h in row] for row in got],
+                           [[h.score for h in row] for row in want], atol=1e-5)
+    else:  # SQ8 codes reorder near ties: compare as sets
+        overlap = recall_at_k(_titles(want), _titles(got))
+        assert overlap >= 0.97, overlap
+    removed_titles = {m.title for m in metas[drop]}
+    assert not removed_titles & {t for row in _titles(got) for t in row}
+    tagged = reopened.search(queries, 10, filter=["javascript"])
+    assert all(hits for hits in tagged)
+    assert not {h.row for row in tagged for h in row} & set(range(450, 600))
+    assert _titles(tagged) == _titles(rebuilt.search(queries, 10, filter=["javascript"])) \
+        or kind != "flat"
+    reopened.save(tmp_path / "v2")
+    again = ThreadIndex.open(tmp_path / "v2", MODEL)
+    assert _titles(again.search(queries, 10)) == _titles(got)
+    assert ThreadIndex.open(tmp_path / "v1", MODEL).search(queries[:1], 1)[0][0].meta \
+        == grown.search(queries[:1], 1)[0][0].meta  # the old version is untouched
+    assert reopened.rows_of([metas[650].post_id or ""]) == [650]
+
+
+def test_bad_vectors_are_refused(title_corpus: Corpus) -> None:
+    vectors, metas = title_corpus
+    with pytest.raises(ThreadIndexError, match="empty corpus"):
+        ThreadIndex.build(np.zeros((0, 384), np.float32), [], MODEL)
+    with pytest.raises(ThreadIndexError, match="holds 100-d vectors"):
+        ThreadIndex.build(vectors[:10, :100], metas[:10], MODEL, kind="flat").search(
+            vectors[:1], 3)
+    index = ThreadIndex.build(vectors[:50], metas[:50], MODEL)
+    with pytest.raises(ThreadIndexError, match="384-d"):
+        index.search(vectors[:2, :383])
+    with pytest.raises(ThreadIndexError, match="384-d"):
+        index.add(np.ones((2, 512), np.float32), metas[:2])
+    broken = vectors[:3].copy()
+    broken[1, 7] = np.nan
+    with pytest.raises(ThreadIndexError, match="NaN"):
+        index.add(broken, metas[:3])
+    with pytest.raises(ThreadIndexError, match="NaN"):
+        index.search(broken)
+    with pytest.raises(ThreadIndexError, match="metadata rows"):
+        index.add(vectors[:3], metas[:2])
+    assert len(index) == 50  # nothing half-added
+
+
+def test_corrupt_truncated_or_foreign_index_files_are_refused(title_corpus: Corpus,
+                                                              tmp_path: Path) -> None:
+    vectors, metas = title_corpus
+    index = ThreadIndex.build(vectors[:100], metas[:100], MODEL, model_version="v1")
+    for name in ("flip", "cut", "model", "nothing"):
+        index.save(tmp_path / name)
+    with pytest.raises(ThreadIndexError, match="no thread index"):
+        ThreadIndex.open(tmp_path / "elsewhere")
+    flip = tmp_path / "flip" / "index.faiss"
+    data = bytearray(flip.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    flip.write_bytes(bytes(data))
+    with pytest.raises(ThreadIndexError, match="sha256"):
+        ThreadIndex.open(tmp_path / "flip")
+    cut = tmp_path / "cut" / "meta.sqlite3"
+    cut.write_bytes(cut.read_bytes()[:1000])
+    with pytest.raises(ThreadIndexError, match="truncated"):
+        ThreadIndex.open(tmp_path / "cut")
+    with pytest.raises(ThreadIndexError, match="built with 'sentence-transformers"):
+        ThreadIndex.open(tmp_path / "model", "some/other-model")
+    with pytest.raises(ThreadIndexError, match="version 'v1', not 'v2'"):
+        ThreadIndex.open(tmp_path / "model", MODEL, model_version="v2")
+    info = tmp_path / "nothing" / "info.json"
+    info.write_text(info.read_text()[:40])
+    with pytest.raises(ThreadIndexError, match="not valid JSON"):
+        ThreadIndex.open(tmp_path / "nothing")
+    ok = ThreadIndex.open(tmp_path / "model", MODEL, model_version="v1")
+    assert json.loads((tmp_path / "model" / "info.json").read_text())["count"] == len(ok) == 100
