@@ -199,6 +199,9 @@ SPEC = tools.register("demo.montecarlo_pi")(ToolSpec(
     ),
     examples=(
         "estimate pi with monte carlo",
+        "approximate pi by random sampling",
+        "monte carlo estimate of pi",
+        "compute pi with random points",
         "run the monte carlo pi demo with a million points",
     ),
     headline_metric="abs_error",

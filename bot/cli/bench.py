@@ -25,6 +25,10 @@ def startup(
     as_json: bool = typer.Option(
         False, "--json", help="End with one JSON line: median/p90/max and every run."
     ),
+    data_dir: Path | None = typer.Option(
+        None, "--data-dir",
+        help="Start on this data dir (e.g. one with trained models) instead of an empty one.",
+    ),
 ) -> None:
     """Time a fresh `amlbot chat` answering "/start": median, p90 and max over N runs.
 
@@ -34,7 +38,9 @@ def startup(
 
     from bot.bench.startup import measure_startup, write_report
 
-    result = measure_startup(runs=runs, message=message)
+    result = measure_startup(runs=runs, message=message, data_dir=data_dir)
+    if data_dir is not None:
+        result.configuration += ", trained data dir"
     s = result.summary()
     typer.echo(f"{s['configuration']}: first reply after median {s['median_s']:.3f} s, "
                f"p90 {s['p90_s']:.3f} s, max {s['max_s']:.3f} s over {s['runs']} runs, "
@@ -51,6 +57,8 @@ def startup(
             scheme = os.environ["AMLBOT_DATABASE_URL"].split(":", 1)[0]
             settings_env += f" AMLBOT_DATABASE_URL=<{scheme} URL>"
         command = f"{settings_env} amlbot bench startup --runs {runs}".strip()
+        if data_dir is not None:
+            command += " --data-dir DATA_DIR"
         if message != "/start":
             command += f" --message {shlex.quote(message)}"
         write_report(result, output, command)

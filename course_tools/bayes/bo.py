@@ -221,6 +221,9 @@ BO = register(ToolSpec(
     ),
     examples=(
         "tune an svm with bayesian optimisation",
+        "optimise the hyperparameters of a model with bayesian optimization",
+        "bayesian hyperparameter tuning vs random search",
+        "use expected improvement to tune C and gamma",
         "compare bayesian optimization and random search",
         "hyperparameter search with gaussian processes",
     ),

@@ -294,6 +294,9 @@ EM = register(ToolSpec(
     ),
     examples=(
         "fit a gaussian mixture with EM",
+        "expectation maximization for a mixture of gaussians",
+        "cluster points with a gmm",
+        "show me gaussian mixture clusters with ellipses",
         "cluster the iris data with expectation maximisation",
         "run EM on some blobs",
     ),

@@ -189,6 +189,10 @@ GP = register(ToolSpec(
     ),
     examples=(
         "fit a gaussian process regression",
+        "gaussian process regression demo",
+        "fit a GP to noisy data and show the confidence band",
+        "regress with a gaussian process kernel",
+        "show gp posterior uncertainty",
         "gp regression with uncertainty",
     ),
     headline_metric="log_marginal_likelihood",

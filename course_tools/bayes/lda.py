@@ -100,6 +100,9 @@ LDA = register(ToolSpec(
     ),
     examples=(
         "find topics in stackoverflow questions",
+        "topic model the stackoverflow titles",
+        "what topics are in the questions",
+        "lda topics please",
         "run lda topic modelling",
         "latent dirichlet allocation on titles",
     ),

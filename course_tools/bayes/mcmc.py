@@ -233,6 +233,9 @@ MCMC = register(ToolSpec(
     ),
     examples=(
         "run mcmc on a bayesian logistic regression",
+        "markov chain monte carlo for logistic regression",
+        "run metropolis hastings sampling",
+        "show posterior trace plots",
         "sample a posterior with metropolis hastings",
         "bayesian logistic regression on breast cancer",
     ),

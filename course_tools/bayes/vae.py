@@ -174,6 +174,9 @@ VAE = register(ToolSpec(
     ),
     examples=(
         "train a variational autoencoder on mnist",
+        "train a vae",
+        "variational autoencoder on handwritten digits",
+        "sample new digits from a generative model",
         "generate digits with a vae",
         "show me the latent space of a VAE",
     ),

@@ -208,6 +208,9 @@ CEM = register(ToolSpec(
     ),
     examples=(
         "solve cartpole with the cross entropy method",
+        "cross-entropy method on cartpole",
+        "train cem",
+        "evolve a cartpole policy with the cross entropy method",
         "train a CEM agent on CartPole",
     ),
     headline_metric="mean_reward",

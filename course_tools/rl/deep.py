@@ -429,13 +429,21 @@ def _spec(name: str, label: str, func: Any, params: type[DeepParams],
     ))
 
 
-DQN = _spec("rl.dqn", "DQN (replay + target network)", train_dqn, DQNParams,
-            ("train a dqn on cartpole", "deep q network on CartPole",
-             "run DQN with experience replay"))
+DQN = _spec("rl.dqn", "DQN (replay + target network)", train_dqn, DQNParams, (
+    "train a dqn on cartpole", "deep q network on CartPole", "run DQN with experience replay",
+    "train a deep q-network", "dqn agent with a target network",
+    "deep q learning on cartpole for 50k steps",
+))
 REINFORCE = _spec("rl.reinforce", "REINFORCE policy gradient", train_reinforce,
-                  ReinforceParams, ("train reinforce on cartpole",
-                                    "policy gradient agent for CartPole"))
-A2C = _spec("rl.a2c", "advantage actor-critic (A2C)", train_a2c, A2CParams,
-            ("train an actor critic on cartpole", "run a2c on CartPole"))
+                  ReinforceParams, (
+    "train reinforce on cartpole", "policy gradient agent for CartPole",
+    "train a reinforce agent", "vanilla policy gradient on cartpole",
+    "monte carlo policy gradient for cartpole",
+))
+A2C = _spec("rl.a2c", "advantage actor-critic (A2C)", train_a2c, A2CParams, (
+    "train an actor critic on cartpole", "run a2c on CartPole",
+    "advantage actor critic on cartpole", "train a2c",
+    "actor-critic agent for the pole balancing task",
+))
 
 SPECS: list[ToolSpec] = [DQN, REINFORCE, A2C]

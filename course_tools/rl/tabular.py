@@ -267,6 +267,9 @@ VALUE_ITERATION = register(ToolSpec(
     ),
     examples=(
         "solve frozen lake with value iteration",
+        "value iteration on frozenlake",
+        "compute optimal values with value iteration",
+        "solve the taxi mdp by value iteration",
         "run value iteration on taxi",
         "what is the optimal policy for FrozenLake",
     ),
@@ -284,6 +287,9 @@ POLICY_ITERATION = register(ToolSpec(
     ),
     examples=(
         "run policy iteration on frozen lake",
+        "policy iteration on frozenlake",
+        "solve taxi with policy iteration",
+        "run policy evaluation and improvement",
         "policy iteration for the taxi environment",
     ),
     headline_metric="mean_reward",
@@ -300,6 +306,9 @@ QLEARNING = register(ToolSpec(
     ),
     examples=(
         "train a q-learning agent on taxi",
+        "tabular q learning on frozen lake",
+        "run q-learning on taxi for 5000 episodes",
+        "train sarsa on cliffwalking",
         "run sarsa on frozen lake",
         "expected sarsa on cliff walking",
     ),
