@@ -343,15 +343,9 @@ class TagClassifier:
     @classmethod
     def load(cls, directory: Path) -> TagClassifier:
         """Load a model saved by :meth:`save` (only ever from our own data dir)."""
-        import joblib
+        from nlp_core.artifacts import load_stamped
 
-        stamp = json.loads((directory / "model.json").read_text())
-        if stamp.get("model") != MODEL_NAME or stamp.get("version") != MODEL_VERSION:
-            raise ValueError(f"{directory}: not a {MODEL_NAME} v{MODEL_VERSION} model: {stamp}")
-        model = joblib.load(directory / "model.joblib")
-        if not isinstance(model, cls):
-            raise TypeError(f"{directory}: model.joblib holds a {type(model).__name__}")
-        return model
+        return load_stamped(directory, cls, MODEL_NAME, MODEL_VERSION)
 
 
 # --- training entry points -------------------------------------------------------------------

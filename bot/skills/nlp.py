@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from abc import abstractmethod
+from typing import TYPE_CHECKING
 
 from bot.core.messages import Reply, TextReply
 from bot.skills import skills
 from bot.skills.base import Request, Skill
+
+if TYPE_CHECKING:
+    from nlp_core.pipeline import NLP
 
 _ERROR_LINE = re.compile(r"^.*\b\w*(?:Error|Exception|Fault|Panic)\b.*$", re.MULTILINE)
 _MAX_QUERY_CHARS = 300
@@ -45,14 +50,21 @@ def search_query(text: str) -> str:
 
 
 class _NLPSkill(Skill):
-    def _models_missing(self) -> list[Reply] | None:
-        if self.assistant.nlp is None:
+    """A skill that needs the NLP models; without them it says why it cannot answer."""
+
+    def handle(self, request: Request) -> list[Reply]:
+        nlp = self.assistant.nlp
+        if nlp is None:
             reason = self.assistant.nlp_problem or "AMLBOT_NLU_ENABLED is off"
             return [TextReply(
                 f"My language models are not loaded ({reason}), so I can only answer "
                 "commands right now. Type /help for them."
             )]
-        return None
+        return self.answer(request, nlp)
+
+    @abstractmethod
+    def answer(self, request: Request, nlp: NLP) -> list[Reply]:
+        """Answer with the models at hand."""
 
 
 @skills.register("qa.stackoverflow")
@@ -63,12 +75,7 @@ class StackOverflowSkill(_NLPSkill):
     description = "Programming questions: language, tags and similar StackOverflow threads."
     intents = ("programming",)
 
-    def handle(self, request: Request) -> list[Reply]:
-        missing = self._models_missing()
-        if missing:
-            return missing
-        nlp = self.assistant.nlp
-        assert nlp is not None
+    def answer(self, request: Request, nlp: NLP) -> list[Reply]:
         understanding = request.understanding
         language = understanding.language if understanding else None
         tags = list(understanding.tags) if understanding else []
@@ -105,12 +112,7 @@ class ChitChatSkill(_NLPSkill):
     description = "Conversation that is not about code."
     intents = ("chitchat",)
 
-    def handle(self, request: Request) -> list[Reply]:
-        missing = self._models_missing()
-        if missing:
-            return missing
-        nlp = self.assistant.nlp
-        assert nlp is not None
+    def answer(self, request: Request, nlp: NLP) -> list[Reply]:
         if has_no_words(request.text):
             return [TextReply("I see only symbols or emoji there 🙂 Tell me in words what's up, "
                               "or ask me a programming question.")]
