@@ -65,6 +65,11 @@ class NLP:
         self.chitchat_model = chitchat
         self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
+        # Serving is one question at a time per chat: parallel chats give the parallelism, and a
+        # second OpenMP thread per search only waits for a busy core.
+        import faiss
+
+        faiss.omp_set_num_threads(1)
 
     def embed(self, text: str) -> np.ndarray:
         """The (1, dim) embedding of ``text``, remembered for the next few calls."""
@@ -186,9 +191,13 @@ def load_nlp(settings: Settings, *, quiet: bool = False) -> NLP:
     from nlp_core.chitchat import load_or_train_chitchat
     from nlp_core.encoder import encoder_from_settings
     from nlp_core.intent import load_or_train_intent
+    from nlp_core.ner.programming import import_spacy
     from nlp_core.tags import load_or_train_tags
     from nlp_core.threads import ThreadSearcher
 
+    # spaCy first, alone: it is imported with torch hidden (see import_spacy), which must not
+    # race with another thread's imports.
+    import_spacy()
     encoder = encoder_from_settings(settings)
     examples = tool_examples()
     with ThreadPoolExecutor(max_workers=3, thread_name_prefix="nlp-load") as pool:

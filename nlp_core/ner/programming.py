@@ -144,7 +144,7 @@ class ProgrammingEntities:
 
     def fit_vocabulary(self, vocab: dict[str, list[str]]) -> ProgrammingEntities:
         """Build the ruler from a vocabulary made earlier (label -> terms); returns ``self``."""
-        spacy = _import_spacy()
+        spacy = import_spacy()
         self.vocabulary_ = vocab
         nlp = spacy.blank("en")
         ruler = nlp.add_pipe("entity_ruler", config={"phrase_matcher_attr": "LOWER",
@@ -191,8 +191,11 @@ class ProgrammingEntities:
         return found
 
 
-def _import_spacy() -> Any:
-    """spaCy without torch: thinc imports torch (~1 s) only to offer wrappers we never use."""
+def import_spacy() -> Any:
+    """spaCy without torch: thinc imports torch (~1 s) only to offer wrappers we never use.
+
+    Not thread-safe: while spaCy imports, ``import torch`` fails in every thread.
+    """
     import sys
 
     if "spacy" in sys.modules or "torch" in sys.modules:
