@@ -228,7 +228,11 @@ def export_onnx(model_path: Path, export_dir: Path, *, quantized: bool = False) 
                                   token_type_ids=token_type_ids).last_hidden_state
 
         tmp = export_dir / "model.tmp.onnx"
-        with torch.no_grad():
+        import warnings
+
+        with torch.no_grad(), warnings.catch_warnings():
+            # The tracer's notes on data-dependent branches do not apply to fixed-shape BERT.
+            warnings.simplefilter("ignore")
             torch.onnx.export(_Hidden(model), tuple(sample[n] for n in names), str(tmp),
                               input_names=names, output_names=["last_hidden_state"],
                               dynamic_axes=axes, opset_version=17, dynamo=False)

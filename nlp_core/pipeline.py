@@ -181,6 +181,22 @@ def load_or_build_entities(settings: Settings) -> ProgrammingEntities:
     return ProgrammingEntities().fit_vocabulary(vocabulary)
 
 
+_TRAINING_FILES = ("so_tags/train.tsv", "so_tags/unlabeled.tsv", "so_posts/staqc_sql_titles.tsv",
+                   "so_posts/so_sample_posts.jsonl")
+_MODEL_DIRS = ("models/intent", "models/tags", "models/entities", "indexes/threads",
+               "models/chitchat")
+
+
+def _require_training_data(settings: Settings) -> None:
+    """Fail fast, before any work, when a model is missing and so is the data to train it."""
+    from bot.data import require
+
+    if all((settings.data_dir / d).is_dir() for d in _MODEL_DIRS):
+        return
+    for relpath in _TRAINING_FILES:
+        require(relpath, settings)
+
+
 def load_nlp(settings: Settings, *, quiet: bool = False) -> NLP:
     """Load every NLP model, training (with a progress bar on stderr) whatever is missing.
 
@@ -195,6 +211,7 @@ def load_nlp(settings: Settings, *, quiet: bool = False) -> NLP:
     from nlp_core.tags import load_or_train_tags
     from nlp_core.threads import ThreadSearcher
 
+    _require_training_data(settings)
     # spaCy first, alone: it is imported with torch hidden (see import_spacy), which must not
     # race with another thread's imports.
     import_spacy()
