@@ -19,6 +19,13 @@ log = logging.getLogger(__name__)
 
 tools: Registry[ToolSpec] = Registry("course tool")
 
+
+def register(spec: ToolSpec) -> ToolSpec:
+    """Add a tool's declaration to the registry (a module imported twice registers once)."""
+    if spec.name not in tools:
+        tools.register(spec.name)(spec)
+    return spec
+
 #: Every module (or package) that registers tools. Optional packages that are absent are skipped.
 TOOL_MODULES: tuple[str, ...] = ("course_tools.demo", "course_tools.rl", "course_tools.bayes")
 OPTIONAL_MODULES = frozenset({"course_tools.rl", "course_tools.bayes"})
@@ -43,4 +50,4 @@ def load_tools() -> Registry[ToolSpec]:
     return tools
 
 
-__all__ = ["load_errors", "load_tools", "tools"]
+__all__ = ["load_errors", "load_tools", "register", "tools"]

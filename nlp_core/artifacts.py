@@ -3,10 +3,24 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
+
+
+def save_stamped(model: object, directory: Path, name: str, version: str,
+                 **details: Any) -> Path:
+    """Write ``model.joblib`` and its ``model.json`` stamp (name, version, time, ``details``)."""
+    import joblib
+
+    directory.mkdir(parents=True, exist_ok=True)
+    joblib.dump(model, directory / "model.joblib")
+    stamp = {"model": name, "version": version,
+             "created": datetime.now(UTC).isoformat(timespec="seconds"), **details}
+    (directory / "model.json").write_text(json.dumps(stamp, indent=2) + "\n")
+    return directory
 
 
 def load_stamped(directory: Path, expected: type[T], name: str, version: str) -> T:

@@ -11,11 +11,9 @@ with ``settings.intent_threshold``.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -181,20 +179,15 @@ class IntentClassifier:
     # --- persistence -------------------------------------------------------------------------
     def save(self, directory: Path, metrics: dict[str, Any] | None = None) -> Path:
         """Write the model and its version stamp (``model.json``) to ``directory``."""
-        import joblib
+        from nlp_core.artifacts import save_stamped
 
         self._check_fitted()
-        directory.mkdir(parents=True, exist_ok=True)
-        joblib.dump(self, directory / "model.joblib")
-        stamp = {
-            "model": MODEL_NAME, "version": MODEL_VERSION,
-            "created": datetime.now(UTC).isoformat(timespec="seconds"),
-            "intents": [str(c) for c in self.classes_], "n_train": self.n_train_,
-            "fit_seconds": round(self.fit_seconds_, 1), "temperature": self.temperature_,
-            "metrics": {"validation_accuracy": self.validation_accuracy_, **(metrics or {})},
-        }
-        (directory / "model.json").write_text(json.dumps(stamp, indent=2) + "\n")
-        return directory
+        return save_stamped(
+            self, directory, MODEL_NAME, MODEL_VERSION,
+            intents=[str(c) for c in self.classes_], n_train=self.n_train_,
+            fit_seconds=round(self.fit_seconds_, 1), temperature=self.temperature_,
+            metrics={"validation_accuracy": self.validation_accuracy_, **(metrics or {})},
+        )
 
     @classmethod
     def load(cls, directory: Path) -> IntentClassifier:

@@ -20,10 +20,8 @@ Main language rules (``LANGUAGES`` are the NLP course's ten):
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -323,22 +321,16 @@ class TagClassifier:
 
     def save(self, directory: Path, metrics: dict[str, Any] | None = None) -> Path:
         """Write the model and its version stamp (``model.json``) to ``directory``."""
-        import joblib
+        from nlp_core.artifacts import save_stamped
 
         self._check_fitted()
-        directory.mkdir(parents=True, exist_ok=True)
-        joblib.dump(self, directory / "model.joblib")
-        stamp = {
-            "model": MODEL_NAME, "version": MODEL_VERSION,
-            "created": datetime.now(UTC).isoformat(timespec="seconds"),
-            "n_train": self.n_train_, "n_tags": len(self.classes_),
-            "use_embeddings": self.use_embeddings, "threshold": self.threshold_,
-            "fit_seconds": round(self.fit_seconds_, 1),
-            "metrics": {"validation_f1_weighted": self.validation_f1_weighted_,
-                        **(metrics or {})},
-        }
-        (directory / "model.json").write_text(json.dumps(stamp, indent=2) + "\n")
-        return directory
+        return save_stamped(
+            self, directory, MODEL_NAME, MODEL_VERSION,
+            n_train=self.n_train_, n_tags=len(self.classes_),
+            use_embeddings=self.use_embeddings, threshold=self.threshold_,
+            fit_seconds=round(self.fit_seconds_, 1),
+            metrics={"validation_f1_weighted": self.validation_f1_weighted_, **(metrics or {})},
+        )
 
     @classmethod
     def load(cls, directory: Path) -> TagClassifier:

@@ -23,8 +23,8 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
+from course_tools import register
 from course_tools.base import ToolCommand, ToolContext, ToolParams, ToolResult, ToolSpec
-from course_tools.bayes.common import register
 from course_tools.plots import figure_png, new_figure
 
 Model = Literal["svc", "gbm"]

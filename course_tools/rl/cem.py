@@ -15,6 +15,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
+from course_tools import register
 from course_tools.base import ToolCommand, ToolContext, ToolResult, ToolSpec
 from course_tools.plots import learning_curve_png
 from course_tools.rl.common import (
@@ -26,7 +27,6 @@ from course_tools.rl.common import (
     evaluate_cartpole,
     mlp_forward,
     play,
-    register,
     save_agent,
 )
 

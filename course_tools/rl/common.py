@@ -19,7 +19,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
-from course_tools.base import ToolContext, ToolParams, ToolResult, ToolSpec
+from course_tools.base import ToolContext, ToolParams, ToolResult
 from course_tools.plots import frames_to_gif
 
 TabularEnv = Literal["FrozenLake-v1", "FrozenLake8x8-v1", "Taxi-v4", "CliffWalking-v1"]
@@ -33,17 +33,6 @@ os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
 os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
-
-
-def register(spec: ToolSpec) -> ToolSpec:
-    """Add a spec to the course-tool registry, if that registry exists (it may load later)."""
-    try:
-        from course_tools import tools  # type: ignore[attr-defined]
-    except ImportError:
-        return spec
-    if spec.name not in tools:
-        tools.register(spec.name)(spec)
-    return spec
 
 
 class Seeded(ToolParams):

@@ -14,6 +14,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
+from course_tools import register
 from course_tools.base import ToolCommand, ToolContext, ToolResult, ToolSpec
 from course_tools.plots import learning_curve_png
 from course_tools.rl.common import (
@@ -24,7 +25,6 @@ from course_tools.rl.common import (
     episode_images,
     make_env,
     play,
-    register,
     save_agent,
     tabular_metrics,
 )
