@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -42,9 +43,10 @@ from indexes.store import LiveThreadIndex
 
 live = LiveThreadIndex(Path(sys.argv[1]), "MODEL", check_every=0.0)
 queries = np.load(sys.argv[2])[:20]
+stop = Path(sys.argv[3])
 seen, searches, errors = set(), 0, []
-deadline = time.monotonic() + float(sys.argv[3])
-while time.monotonic() < deadline:
+deadline = time.monotonic() + 120
+while not stop.exists() and time.monotonic() < deadline:
     try:
         hits = live.search(queries, 5)
         for row in hits:
@@ -56,6 +58,8 @@ while time.monotonic() < deadline:
                     errors.append(f"row {hit.row} has title {hit.meta.title}")
             seen |= versions
         searches += 1
+        if searches == 1:
+            print("ready", flush=True)
     except Exception as error:
         errors.append(repr(error))
 print(json.dumps({"seen": sorted(seen), "searches": searches, "errors": errors[:5]}))
@@ -72,11 +76,16 @@ def test_readers_never_fail_while_a_writer_swaps_versions(title_corpus: Corpus,
                            capture_output=True, text=True, check=False)
     assert first.returncode == 0, first.stderr[-2000:]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    readers = [subprocess.Popen([sys.executable, "-c", _READER, str(root), str(path), "25"],
+    stop = tmp_path / "stop"
+    readers = [subprocess.Popen([sys.executable, "-c", _READER, str(root), str(path), str(stop)],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 env=env) for _ in range(2)]
+    for reader in readers:  # the writer starts only once both readers are searching
+        assert reader.stdout is not None and reader.stdout.readline().strip() == "ready"
     writer = subprocess.run([sys.executable, "-c", _VERSIONED, str(root), str(path), "1", "12"],
                             capture_output=True, text=True, check=False, env=env)
+    time.sleep(0.5)  # let the readers see the last version
+    stop.touch()
     assert writer.returncode == 0, writer.stderr[-2000:]
     reports = []
     for reader in readers:
