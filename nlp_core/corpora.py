@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import ast
 import csv
 import hashlib
 import json
+import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -13,12 +13,22 @@ from pathlib import Path
 CHATTERBOT_EXCLUDED: frozenset[str] = frozenset({"coding", "tech_support"})
 
 
+_TAG = r"""\s*(?:'([^'\\]*)'|"([^"\\]*)")\s*"""
+_TAG_LIST = re.compile(rf"\[(?:{_TAG}(?:,{_TAG})*,?)?\s*\]")
+
+
 def parse_tag_list(value: str) -> list[str]:
-    """Tags from the ``tags`` column of so_tags/*.tsv, a Python list literal (never ``eval``)."""
-    parsed = ast.literal_eval(value.strip()) if value.strip() else []
-    if not isinstance(parsed, list | tuple) or not all(isinstance(t, str) for t in parsed):
+    """Tags from the ``tags`` column of so_tags/*.tsv, a Python list of string literals.
+
+    Parsed with a regular expression, never ``eval`` (``ast.literal_eval`` is not thread-safe on
+    some CPython 3.11 releases, and the NLU loads its models in threads).
+    """
+    text = value.strip()
+    if not text:
+        return []
+    if _TAG_LIST.fullmatch(text) is None:
         raise ValueError(f"not a list of tag strings: {value[:80]!r}")
-    return [str(tag) for tag in parsed]
+    return [single or double for single, double in re.findall(_TAG, text[1:-1])]
 
 
 def load_so_tags(path: Path) -> tuple[list[str], list[list[str]]]:

@@ -9,7 +9,6 @@ right after a language or library (``python 3.11``) and ``v2.0``-style tokens ar
 
 from __future__ import annotations
 
-import ast
 import csv
 import re
 from collections import Counter
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.core.nlu import Entity
+from nlp_core.corpora import parse_tag_list
 
 LABELS = ("LANGUAGE", "LIBRARY", "PLATFORM", "DATABASE", "ERROR", "VERSION")
 
@@ -97,7 +97,7 @@ def read_tags(path: Path) -> Counter[str]:
     counts: Counter[str] = Counter()
     with path.open(encoding="utf-8", newline="") as handle:
         for row in csv.DictReader(handle, delimiter="\t"):
-            counts.update(ast.literal_eval(row["tags"]))
+            counts.update(parse_tag_list(row["tags"]))
     return counts
 
 
