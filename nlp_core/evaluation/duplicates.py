@@ -11,7 +11,6 @@ whose duplicate is not in the top 10); returns the metrics.
 
 from __future__ import annotations
 
-import json
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -30,6 +29,7 @@ from nlp_core.duplicates import (
     split_pairs,
     target_ranks,
 )
+from nlp_core.evaluation.report import write_report
 
 if TYPE_CHECKING:
     from bot.settings import Settings
@@ -106,18 +106,6 @@ def measure_latency(ranker: DuplicateRanker, text: str = LATENCY_TEXT,
     return statistics.median(times)
 
 
-def _write_own_report(out_dir: Path, name: str, metrics: dict[str, Any],
-                      errors: list[dict[str, Any]], figure: Any) -> dict[str, Path]:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {"report": out_dir / f"{name}_report.json", "errors": out_dir / f"{name}_errors.json",
-             "figure": out_dir / f"{name}_hits_at_k.png"}
-    paths["report"].write_text(json.dumps(metrics, indent=2, default=str), encoding="utf-8")
-    paths["errors"].write_text(json.dumps(errors, indent=1, ensure_ascii=False),
-                               encoding="utf-8")
-    figure.savefig(paths["figure"])
-    return paths
-
-
 def _rounded(values: dict[str, float]) -> dict[str, float]:
     return {k: round(v, 4) for k, v in values.items()}
 
@@ -190,15 +178,7 @@ def run(data: Path | None, model_dir: Path | None, out_dir: Path,
     }
     errors = _errors(duplicates, titles, all_ranks["shipped"], shipped_scores)
     figure = hits_curve_figure(curves, f"Duplicate ranking among {len(titles)} titles")
-    try:
-        from nlp_core.evaluation.report import write_report  # type: ignore[import-not-found]
-    except ImportError:
-        _write_own_report(out_dir, "duplicates", metrics, errors, figure)
-    else:
-        write_report(out_dir, "duplicates", metrics, errors, figure)
-    import matplotlib.pyplot as plt
-
-    plt.close(figure)
+    write_report(out_dir, "duplicates", metrics, errors, figure, figure_name="hits_at_k")
     return metrics
 
 

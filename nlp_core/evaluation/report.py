@@ -39,8 +39,9 @@ def write_report(
     metrics: dict[str, Any],
     errors: list[dict[str, Any]],
     figure: Figure | None = None,
+    figure_name: str = "confusion",
 ) -> Path:
-    """Write ``<name>_report.json``, ``<name>_errors.json`` and ``<name>_confusion.png``.
+    """Write ``<name>_report.json``, ``<name>_errors.json`` and ``<name>_<figure_name>.png``.
 
     Returns the report's path. The report holds the metrics, when it was made and the paths of
     the other two files; the figure is closed once saved.
@@ -54,7 +55,7 @@ def write_report(
     if figure is not None:
         import matplotlib.pyplot as plt
 
-        figure_path = out_dir / f"{name}_confusion.png"
+        figure_path = out_dir / f"{name}_{figure_name}.png"
         figure.savefig(figure_path, dpi=110, bbox_inches="tight")
         plt.close(figure)
         files["figure"] = figure_path.name
