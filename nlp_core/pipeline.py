@@ -9,7 +9,7 @@ import sys
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +20,7 @@ from bot.settings import Settings
 
 if TYPE_CHECKING:
     from nlp_core.chitchat import ChitChatResponder
+    from nlp_core.chitchat_llm import SmolLM2ChitChat
     from nlp_core.encoder import Encoder
     from nlp_core.intent import IntentClassifier
     from nlp_core.ner.programming import ProgrammingEntities
@@ -56,6 +57,7 @@ class NLP:
         entities: ProgrammingEntities,
         searcher: ThreadSearcher,
         chitchat: ChitChatResponder,
+        chitchat_generator: SmolLM2ChitChat | None = None,
     ) -> None:
         self.encoder = encoder
         self.intent = intent
@@ -63,6 +65,7 @@ class NLP:
         self.entities = entities
         self.searcher = searcher
         self.chitchat_model = chitchat
+        self.chitchat_generator = chitchat_generator
         self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
         # Serving is one question at a time per chat: parallel chats give the parallelism, and a
@@ -111,8 +114,15 @@ class NLP:
         matches = self.searcher.search(text, language, k=k, vector=self.embed(text))
         return [ThreadHit(m.title, m.url, m.similarity, m.tags) for m in matches]
 
-    def chitchat(self, text: str, avoid: Iterable[str] = ()) -> str:
-        """A conversational reply that is not one of ``avoid``."""
+    def chitchat(self, text: str, avoid: Iterable[str] = (),
+                 history: Sequence[tuple[str, str]] = ()) -> str:
+        """A conversational reply that is not one of ``avoid``.
+
+        ``history``, earlier (message, reply) turns of small talk, oldest first, is read by the
+        generative backend only: retrieval answers the message alone.
+        """
+        if self.chitchat_generator is not None:
+            return self.chitchat_generator.respond(text, avoid=avoid, history=history)
         return self.chitchat_model.respond(text, avoid=avoid, vector=self.embed(text))
 
 
@@ -212,6 +222,10 @@ def load_nlp(settings: Settings, *, quiet: bool = False) -> NLP:
     from nlp_core.threads import ThreadSearcher
 
     _require_training_data(settings)
+    if settings.chitchat_backend == "smollm2":
+        from nlp_core.chitchat_llm import check_installed
+
+        check_installed()  # before minutes of training, not after
     # spaCy first, alone: it is imported with torch hidden (see import_spacy), which must not
     # race with another thread's imports.
     import_spacy()
@@ -231,5 +245,14 @@ def load_nlp(settings: Settings, *, quiet: bool = False) -> NLP:
                          quiet)
         chitchat = _step("chit-chat index",
                          lambda p: load_or_train_chitchat(settings, encoder, p), quiet)
-        return NLP(encoder=encoder, intent=intent, tags=tags, entities=entities.result(),
-                   searcher=searcher, chitchat=chitchat)
+        loaded_entities = entities.result()
+    generator = None
+    if settings.chitchat_backend == "smollm2":
+        # Imported here and loaded after the pool's work: the default (retrieval) start must
+        # not pay for torch and transformers.
+        from nlp_core.chitchat_llm import SmolLM2ChitChat
+
+        generator = _step("chit-chat model (SmolLM2)",
+                          lambda p: SmolLM2ChitChat(chitchat).load(p), quiet)
+    return NLP(encoder=encoder, intent=intent, tags=tags, entities=loaded_entities,
+               searcher=searcher, chitchat=chitchat, chitchat_generator=generator)

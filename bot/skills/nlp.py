@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from abc import abstractmethod
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from bot.core.messages import Reply, TextReply
@@ -12,6 +13,7 @@ from bot.skills import skills
 from bot.skills.base import Request, Skill
 
 if TYPE_CHECKING:
+    from bot.storage.models import Event
     from nlp_core.pipeline import NLP
 
 _ERROR_LINE = re.compile(r"^.*\b\w*(?:Error|Exception|Fault|Panic)\b.*$", re.MULTILINE)
@@ -47,6 +49,16 @@ def search_query(text: str) -> str:
     if errors:
         return errors[-1].strip()[:_MAX_QUERY_CHARS]
     return text[:_MAX_QUERY_CHARS]
+
+
+def small_talk_turns(events: Sequence[Event]) -> list[tuple[str, str]]:
+    """(message, first reply) pairs of the chit-chat in ``events``, oldest first."""
+    turns = []
+    for message, reply in zip(events, events[1:], strict=False):
+        if (message.type == "message" and reply.type == "reply"
+                and message.intent == reply.intent == "chitchat"):
+            turns.append((message.text, reply.text))
+    return turns
 
 
 class _NLPSkill(Skill):
@@ -116,9 +128,9 @@ class ChitChatSkill(_NLPSkill):
         if has_no_words(request.text):
             return [TextReply("I see only symbols or emoji there 🙂 Tell me in words what's up, "
                               "or ask me a programming question.")]
-        recent = [e.text for e in self.assistant.store.history(request.message.chat_id, 60)
-                  if e.type == "reply"]
-        reply = nlp.chitchat(request.text, avoid=recent)
+        events = self.assistant.store.history(request.message.chat_id, 60)
+        recent = [e.text for e in events if e.type == "reply"]
+        reply = nlp.chitchat(request.text, avoid=recent, history=small_talk_turns(events))
         if mostly_non_latin(request.text):
             reply = f"{reply}\n(I chat best in English.)"
         return [TextReply(reply)]
