@@ -1,11 +1,17 @@
 """``amlbot bench index``: build time, memory, latency, throughput and recall of the thread index.
 
 Vectors are real MiniLM embeddings of the registered titles, or (beyond the corpus size) synthetic
-ones grown from them: each synthetic vector is a real one plus Gaussian noise, renormalised, with
-the noise scale fitted so nearest-neighbour similarities look like the real corpus's
-(:func:`calibrate_noise`). Queries are held-out real titles. Search numbers come from a separate
-process that only opens the saved index (memory-mapped) and searches, so its RSS is what a bot
-worker pays.
+ones grown from them by :class:`indexes.synthetic.NeighbourhoodSampler`: random points among each
+real title and its nearest real neighbours, plus noise shaped like the real covariance, with the
+mixing and noise fitted so nearest-neighbour similarities look like the real corpus's (method in
+``indexes/synthetic.py``). Real titles are split at random into the corpus (the sampler's seeds),
+held-out *tuning* queries (``nprobe`` is tuned on them) and held-out *benchmark* queries (latency,
+QPS, recall); on synthetic corpora recall is also reported for queries drawn like the corpus.
+Search numbers come from a separate process that only opens the saved index (memory-mapped) and
+searches, so its RSS is what a bot worker pays.
+
+``synthetic_chunk`` and ``calibrate_noise`` are the earlier generator (a real vector plus
+isotropic noise), kept for comparison: at 1M vectors it makes clumps of noisy copies.
 """
 
 from __future__ import annotations
@@ -22,6 +28,12 @@ from typing import Any
 
 import numpy as np
 
+from indexes.synthetic import (
+    NeighbourhoodSampler,
+    calibrate_sampler,
+    nearest_neighbours,
+    nn_similarity_quantiles,
+)
 from indexes.thread_index import ThreadIndex, ThreadMeta, exact_topk, normalise, recall_at_k
 
 NOISE_GRID = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 1.0)
@@ -37,42 +49,25 @@ def _rss_mb() -> dict[str, float]:
     return out
 
 
-def cached_real_vectors() -> tuple[np.ndarray, list[tuple[str, str, tuple[str, ...]]]]:
-    """The real title vectors encoded so far (whole cached chunks, in title order) and their
-    titles; encodes the first chunk if nothing is cached yet."""
-    from indexes.corpus import real_title_vectors, real_titles
+def cached_real_vectors(min_titles: int = 5000) -> tuple[
+        np.ndarray, list[tuple[str, str, tuple[str, ...]]]]:
+    """The real title vectors (in title order) and their titles: every whole chunk cached so
+    far, encoding more chunks until at least ``min_titles`` (capped at the corpus) are there."""
+    from indexes.corpus import chunk_cache_path, real_title_vectors, real_titles
+    from nlp_core.encoder import encoder_from_settings
 
     titles = real_titles()
-    chunk, parts = 5000, []
-    from bot.settings import get_settings
-    from nlp_core.encoder import Encoder
-
-    encoder = Encoder()
-    cache = get_settings().data_dir / "cache" / "index-titles"
-    import hashlib
-
+    chunk = 5000
+    encoder = encoder_from_settings()
+    cached = 0
     for start in range(0, len(titles), chunk):
-        digest = hashlib.sha256(encoder.name.encode())
-        for _, text, _ in titles[start:start + chunk]:
-            digest.update(text.encode("utf-8", "replace") + b"\0")
-        path = cache / f"titles-{digest.hexdigest()[:24]}.npy"
-        if not path.is_file():
+        texts = [text for _, text, _ in titles[start:start + chunk]]
+        if not chunk_cache_path(encoder.name, texts).is_file():
             break
-        parts.append(np.load(path))
-    if not parts:
-        parts.append(real_title_vectors(chunk, chunk=chunk, encoder=encoder))
-    vectors = np.concatenate(parts)
+        cached = min(start + chunk, len(titles))
+    want = min(len(titles), max(cached, -(-min_titles // chunk) * chunk))
+    vectors = real_title_vectors(want, chunk=chunk, encoder=encoder)
     return vectors, titles[:len(vectors)]
-
-
-def nn_similarity_quantiles(corpus: np.ndarray, probes: np.ndarray,
-                            exclude_self: bool) -> list[float]:
-    """10/25/50/75/90th percentiles of each probe's nearest-neighbour cosine in ``corpus``."""
-    scores = probes @ corpus.T
-    if exclude_self:
-        scores[scores > 0.99999] = -1.0  # the probe itself (and exact duplicates)
-    top = scores.max(axis=1)
-    return [float(v) for v in np.percentile(top, [10, 25, 50, 75, 90])]
 
 
 def synthetic_chunk(base: np.ndarray, sigma: float, size: int, seed: int) -> tuple[
@@ -103,18 +98,38 @@ def calibrate_noise(base: np.ndarray, n_probes: int = 1000, seed: int = 0) -> di
     return {"sigma": best["sigma"], "real_quantiles": real, "grid": table}
 
 
-def _write_corpus(path: Path, n: int, base: np.ndarray, real: bool, sigma: float,
-                  chunk: int = 200_000) -> np.ndarray:
+def _cached_neighbours(base: np.ndarray, k: int) -> np.ndarray:
+    """:func:`indexes.synthetic.nearest_neighbours` of ``base``, cached beside the title vectors
+    (keyed by their bytes): ~120k titles take minutes on two cores."""
+    import hashlib
+
+    from bot.settings import get_settings
+
+    digest = hashlib.sha256(np.ascontiguousarray(base).tobytes()).hexdigest()[:24]
+    path = get_settings().data_dir / "cache" / "index-titles" / f"neighbours-{k}-{digest}.npy"
+    if path.is_file():
+        return np.load(path)
+    table = nearest_neighbours(base, k)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.stem + ".tmp.npy")
+    np.save(tmp, table)
+    tmp.replace(path)
+    return table
+
+
+def _write_corpus(path: Path, n: int, base: np.ndarray,
+                  sampler: NeighbourhoodSampler | None, chunk: int = 200_000) -> np.ndarray:
     """Write ``n`` corpus vectors to ``path`` (.npy, written chunk by chunk so memory stays
-    bounded); returns the parent title row of each."""
+    bounded): the first ``n`` rows of ``base`` without a sampler, else synthetic ones; returns
+    the base row (title) each came from."""
     out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(n, base.shape[1]))
     parents = np.empty(n, dtype=np.int32)
     for start in range(0, n, chunk):
         size = min(chunk, n - start)
-        if real:
+        if sampler is None:
             block, rows = base[start:start + size], np.arange(start, start + size)
         else:
-            block, rows = synthetic_chunk(base, sigma, size, seed=1000 + start // chunk)
+            block, rows = sampler.sample(size, seed=1000 + start // chunk)
         out[start:start + size] = block
         parents[start:start + size] = rows
     out.flush()
@@ -134,13 +149,13 @@ def _searcher(directory: str, queries_path: str, truth_path: str, k: int) -> dic
     queries = np.load(queries_path)
     truth = np.load(truth_path)
     extra: dict[str, float] = {}
-    real_path = Path(queries_path).with_name("real_queries.npy")
-    if real_path.is_file():  # held-out real titles, when the queries are synthetic
-        real_queries = np.load(real_path)
-        real_truth = np.load(real_path.with_name("real_truth.npy"))
-        _, rows = index.search_rows(real_queries, k)
-        extra["recall_at_10_real_queries"] = recall_at_k(real_truth[:, :k].tolist(),
-                                                         rows.tolist())
+    drawn_path = Path(queries_path).with_name("synthetic_queries.npy")
+    if drawn_path.is_file():  # queries drawn like a synthetic corpus, beside the real ones
+        drawn = np.load(drawn_path)
+        drawn_truth = np.load(drawn_path.with_name("synthetic_truth.npy"))
+        _, rows = index.search_rows(drawn, k)
+        extra["recall_at_10_synthetic_queries"] = recall_at_k(drawn_truth[:, :k].tolist(),
+                                                              rows.tolist())
     index.search(queries[:20], k)  # warm-up: first touches of the mapped pages
     latencies, cpu = [], []
     for query in queries:
@@ -217,10 +232,14 @@ def _filter_comparison(index: ThreadIndex, corpus: np.ndarray, parents: np.ndarr
 
 def bench_index(n: int, dim: int = 384, real: bool = False, json: bool = False, *,
                 kind: str | None = None, n_queries: int = 1000, work_dir: Path | None = None,
-                st_queries: int = 100, target_recall: float = 0.95,
+                st_queries: int = 100, target_recall: float = 0.95, n_tune: int = 500,
                 echo: Any = print) -> dict[str, Any]:
     """Build an index of ``n`` vectors, search it from a fresh process, compare with numpy brute
-    force and ``sentence_transformers.util.semantic_search``; returns the metrics."""
+    force and ``sentence_transformers.util.semantic_search``; returns the metrics.
+
+    ``n_queries`` held-out real titles are the benchmark queries and ``n_tune`` others tune
+    ``nprobe``; a synthetic corpus is grown from the rest (at most 8-fold per real title: all
+    ~121k titles are encoded for a 1M corpus, once, then cached)."""
     import faiss
 
     from indexes.builder import assemble
@@ -228,29 +247,40 @@ def bench_index(n: int, dim: int = 384, real: bool = False, json: bool = False, 
     faiss.omp_set_num_threads(2)
     say = (lambda *_: None) if json else echo
     t_start = time.perf_counter()
-    vectors, titles = cached_real_vectors()
+    vectors, titles = cached_real_vectors(5000 if real else max(5000, n // 8))
     if dim != vectors.shape[1]:
         # Other widths: a fixed random projection of the real vectors keeps their structure.
         rng = np.random.default_rng(7)
         vectors = normalise(vectors @ rng.standard_normal((vectors.shape[1], dim)).astype(
             np.float32), dim)
     n_queries = min(n_queries, len(vectors) // 5)
-    real_queries, base = vectors[-n_queries:], vectors[:-n_queries]
-    queries = real_queries
-    base_titles = titles[:len(base)]
+    n_tune = min(n_tune, len(vectors) // 10)
+    order = np.random.default_rng(12345).permutation(len(vectors))
+    query_rows, tune_rows = order[:n_queries], order[n_queries:n_queries + n_tune]
+    base_rows = np.sort(order[n_queries + n_tune:])
+    queries, tune_queries = vectors[query_rows], vectors[tune_rows]
+    base = vectors[base_rows]
+    base_titles = [titles[i] for i in base_rows.tolist()]
     if real:
         n = min(n, len(base))
-    say(f"{len(vectors)} real title vectors ({len(base)} corpus, {n_queries} held-out queries)")
+    say(f"{len(vectors)} real title vectors ({len(base)} corpus, {n_tune} held out for tuning, "
+        f"{n_queries} held-out queries)")
     calibration: dict[str, Any] = {}
-    sigma = 0.0
+    sampler = None
+    drawn = queries[:0]
     if not real:
-        calibration = calibrate_noise(base)
-        sigma = calibration["sigma"]
-        # Queries drawn like the corpus (fresh noise around random real titles): exchangeable
-        # with the indexed vectors, as held-out real titles are with a real corpus.
-        queries, _ = synthetic_chunk(base, sigma, n_queries, seed=999_999)
-        say(f"noise scale {sigma} (nearest-neighbour cosine quantiles real "
-            f"{[round(q, 3) for q in calibration['real_quantiles']]})")
+        growth = int(min(8, max(1, -(-n // len(base)))))
+        t = time.perf_counter()
+        calibration = calibrate_sampler(base, tune_queries, growth)
+        sampler = NeighbourhoodSampler(calibration["k"], calibration["alpha"],
+                                       calibration["sigma"]).fit(
+            base, _cached_neighbours(base, calibration["k"]))
+        calibration["fit_s"] = time.perf_counter() - t
+        # Queries drawn like the corpus: exchangeable with the indexed vectors.
+        drawn, _ = sampler.sample(n_queries, seed=999_999)
+        say(f"sampler alpha {sampler.alpha}, sigma {sampler.sigma} (fitted at growth {growth}x "
+            f"in {calibration['fit_s']:.0f}s; NN cosine quantiles real "
+            f"{[round(q, 3) for q in calibration['real_self_quantiles']]})")
     tmp_owner = None
     if work_dir is None:
         tmp_owner = tempfile.TemporaryDirectory(prefix="amlbot-bench-index-")
@@ -259,19 +289,9 @@ def bench_index(n: int, dim: int = 384, real: bool = False, json: bool = False, 
     try:
         corpus_path = work_dir / "corpus.npy"
         t = time.perf_counter()
-        parents = _write_corpus(corpus_path, n, base, real, sigma)
+        parents = _write_corpus(corpus_path, n, base, sampler)
         generate_s = time.perf_counter() - t
         corpus = np.load(corpus_path, mmap_mode="r")
-        if not real:
-            probes = real_queries[:1000]
-            sample = np.asarray(corpus[:min(n, 200_000)])
-            calibration["synthetic_quantiles_at_n"] = nn_similarity_quantiles(
-                sample, np.asarray(corpus[-min(1000, n):]) if n > 200_000 else sample[:1000],
-                exclude_self=True)
-            calibration["query_nn_quantiles_real_corpus"] = nn_similarity_quantiles(
-                base, probes, exclude_self=False)
-            calibration["query_nn_quantiles_synthetic_sample"] = nn_similarity_quantiles(
-                sample, probes, exclude_self=False)
         say(f"corpus of {n} x {dim} written in {generate_s:.1f}s; building the index")
         rss_before = _rss_mb()["VmRSS"]
         t = time.perf_counter()
@@ -281,7 +301,7 @@ def bench_index(n: int, dim: int = 384, real: bool = False, json: bool = False, 
                   for p in parents[s:s + chunk].tolist()] for s in range(0, n, chunk))
         index = assemble(corpus, metas, "sentence-transformers/all-MiniLM-L6-v2", kind=kind,
                          target_recall=target_recall, meta_path=work_dir / "meta-build.sqlite3",
-                         progress=not json)
+                         progress=not json, tune_queries=tune_queries)
         build_s = time.perf_counter() - t
         build_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         index_dir = work_dir / "index"
@@ -289,24 +309,38 @@ def bench_index(n: int, dim: int = 384, real: bool = False, json: bool = False, 
         index.save(index_dir)
         save_s = time.perf_counter() - t
         say(f"built {index.spec.factory(dim)} in {build_s:.1f}s (nprobe {index.nprobe}, "
-            f"tuned recall {index.tuned_recall}); saved in {save_s:.1f}s")
+            f"ef_search {index.ef_search}, "
+            f"tuned recall {index.tuned_recall} on {n_tune} held-out titles); "
+            f"saved in {save_s:.1f}s")
         filters = _filter_comparison(index, corpus, parents,
                                      [t for _, _, t in base_titles], queries)
         index.close()
         del index
         # numpy brute force: the ground truth, and the baseline to beat (one scan for the
-        # benchmark queries and, when those are synthetic, 200 held-out real titles)
-        extra_real = real_queries[:min(200, n_queries)] if not real else real_queries[:0]
+        # held-out real titles and, on a synthetic corpus, the queries drawn like it)
         t = time.perf_counter()
-        truth_all = exact_topk(corpus, np.concatenate([queries, extra_real]), 10)
+        truth_all = exact_topk(corpus, np.concatenate([queries, drawn]), 10)
         numpy_s = time.perf_counter() - t
         numpy_qps = len(truth_all) / numpy_s
         truth = truth_all[:len(queries)]
         np.save(work_dir / "queries.npy", queries)
         np.save(work_dir / "truth.npy", truth)
         if not real:
-            np.save(work_dir / "real_queries.npy", extra_real)
-            np.save(work_dir / "real_truth.npy", truth_all[len(queries):])
+            np.save(work_dir / "synthetic_queries.npy", drawn)
+            np.save(work_dir / "synthetic_truth.npy", truth_all[len(queries):])
+            # Nearest-neighbour cosines at full size: held-out real titles vs queries drawn
+            # like the corpus (similar quantiles = the real queries are not out of place)
+            top = np.einsum("ij,ij->i", np.concatenate([queries, drawn]),
+                            np.asarray(corpus[truth_all[:, 0]]))
+            quantiles = [10, 25, 50, 75, 90]
+            calibration["at_n"] = {
+                "real_queries_nn_quantiles": np.percentile(top[:len(queries)],
+                                                           quantiles).tolist(),
+                "synthetic_queries_nn_quantiles": np.percentile(top[len(queries):],
+                                                                quantiles).tolist(),
+                "real_queries_nn_quantiles_in_real_corpus": nn_similarity_quantiles(
+                    base, queries, exclude_self=False),
+            }
         say(f"numpy brute force: {numpy_qps:.1f} queries/s")
         st_qps = _semantic_search_qps(corpus_path, queries[:st_queries])
         say(f"sentence_transformers.util.semantic_search: {st_qps:.1f} queries/s")
@@ -326,14 +360,19 @@ def bench_index(n: int, dim: int = 384, real: bool = False, json: bool = False, 
         faiss_bytes = info["files"]["index.faiss"]["bytes"]
         result: dict[str, Any] = {
             "n": n, "dim": dim, "real": real, "type": info["type"], "factory": info["factory"],
-            "nprobe": info["nprobe"], "tuned_recall_at_10": info["tuned_recall_at_10"],
-            "n_queries": n_queries, "base_titles": len(base), "noise_sigma": sigma,
+            "nprobe": info["nprobe"], "ef_search": info.get("ef_search"),
+            "tuned_recall_at_10": info["tuned_recall_at_10"],
+            "n_queries": n_queries, "n_tune_queries": n_tune, "base_titles": len(base),
+            "queries": "held-out real titles",
+            "sampler": None if sampler is None else {
+                "k": sampler.k, "alpha": sampler.alpha, "sigma": sampler.sigma},
             "build_s": build_s, "generate_s": generate_s, "save_s": save_s,
             "build_peak_rss_mb": build_peak, "rss_before_build_mb": rss_before,
             "index_file_mb": faiss_bytes / 2**20, "meta_file_mb": (index_bytes - faiss_bytes)
             / 2**20, "bytes_per_vector": faiss_bytes / n,
             **searched,
-            "numpy_qps": numpy_qps, "semantic_search_qps": st_qps,
+            "numpy_qps": numpy_qps, "numpy_queries": len(truth_all),
+            "semantic_search_qps": st_qps,
             "speedup_vs_numpy": searched["qps"] / numpy_qps,
             "speedup_vs_semantic_search": searched["qps"] / st_qps if st_qps else None,
             "filters": filters, "calibration": calibration,
@@ -366,18 +405,21 @@ def _semantic_search_qps(corpus_path: Path, queries: np.ndarray) -> float:
     return len(queries) / (time.perf_counter() - t)
 
 
-def nprobe_sweep(work_dir: Path, nprobes: list[int]) -> list[dict[str, float]]:
-    """Recall@10 (benchmark queries and held-out real titles), CPU latency and batch QPS of the
-    index a ``bench_index(..., work_dir=...)`` run left in ``work_dir``, at each ``nprobe``."""
+def nprobe_sweep(work_dir: Path, nprobes: list[int],
+                 n_queries: int = 500) -> list[dict[str, float]]:
+    """Recall@10 (held-out real titles and, on a synthetic corpus, queries drawn like it), CPU
+    latency and batch QPS of the index a ``bench_index(..., work_dir=...)`` run left in
+    ``work_dir``, at each ``nprobe`` (``efSearch`` for an HNSW index; ``n_queries`` of each
+    kind)."""
     index = ThreadIndex.open(work_dir / "index", verify=False)
-    sets = {"synthetic": (np.load(work_dir / "queries.npy")[:200],
-                          np.load(work_dir / "truth.npy")[:200])}
-    if (work_dir / "real_queries.npy").is_file():
-        sets["real"] = (np.load(work_dir / "real_queries.npy"),
-                        np.load(work_dir / "real_truth.npy"))
+    sets = {"real": (np.load(work_dir / "queries.npy")[:n_queries],
+                     np.load(work_dir / "truth.npy")[:n_queries])}
+    if (work_dir / "synthetic_queries.npy").is_file():
+        sets["synthetic"] = (np.load(work_dir / "synthetic_queries.npy")[:n_queries],
+                             np.load(work_dir / "synthetic_truth.npy")[:n_queries])
     rows = []
     for nprobe in nprobes:
-        index.nprobe = nprobe
+        index.nprobe = index.ef_search = nprobe
         row: dict[str, float] = {"nprobe": nprobe}
         for name, (queries, truth) in sets.items():
             found = index.search_rows(queries, 10)[1]

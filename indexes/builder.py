@@ -282,10 +282,11 @@ def _read_metas(path: Path) -> list[ThreadMeta]:
 def assemble(vectors: Any, metas: Iterable[list[ThreadMeta]], model_name: str, *,
              model_version: str = "", kind: str | None = None, target_recall: float = 0.95,
              meta_path: Path | None = None, progress: bool = False,
-             seed: int = 0) -> ThreadIndex:
+             seed: int = 0, tune_queries: np.ndarray | None = None) -> ThreadIndex:
     """A :class:`ThreadIndex` over ``vectors`` (row-indexable, e.g. :class:`ShardedVectors` or a
     memory map, already unit length) with ``metas`` given in chunks in the same order: trains an
-    IVF on a sample, adds chunk by chunk, tunes ``nprobe``."""
+    IVF on a sample, adds chunk by chunk, tunes ``nprobe`` (on ``tune_queries``, held-out query
+    vectors, when given, else on indexed rows: :meth:`ThreadIndex.tune`)."""
     from tqdm import tqdm
 
     n = len(vectors)
@@ -297,7 +298,7 @@ def assemble(vectors: Any, metas: Iterable[list[ThreadMeta]], model_name: str, *
         meta_path.unlink(missing_ok=True)  # a half-filled one from a killed run
     index = ThreadIndex(dim, model_name, spec=spec, model_version=model_version,
                         meta_path=meta_path)
-    if spec.is_ivf:
+    if spec.needs_training:
         rng = np.random.default_rng(seed)
         take = np.sort(rng.choice(n, min(n, spec.train_size()), replace=False))
         index.train(np.asarray(vectors[take]), seed=seed)
@@ -313,6 +314,6 @@ def assemble(vectors: Any, metas: Iterable[list[ThreadMeta]], model_name: str, *
             bar.update(len(chunk))
     if done != n:
         raise ThreadIndexError(f"{n} vectors but {done} metadata rows")
-    if spec.is_ivf:
-        index.tune(vectors, target_recall=target_recall, seed=seed)
+    if spec.needs_training:
+        index.tune(vectors, target_recall=target_recall, seed=seed, queries=tune_queries)
     return index

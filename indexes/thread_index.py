@@ -4,11 +4,13 @@ The index type follows the corpus size (:func:`choose_spec`, the thresholds are 
 ``docs/benchmarks/indexes.md``):
 
 * ``flat``: exact ``IndexFlatIP`` below :data:`FLAT_MAX` vectors;
+* ``hnsw-sq8``: ``HNSW32,SQ8``, a graph over SQ8 codes, below :data:`HNSW_MAX`;
 * ``ivf-sq8``: ``IVF{nlist}_HNSW32,SQ8`` (1 byte per dimension) up to :data:`SQ8_MAX`;
 * ``ivf-pq``: ``IVF{nlist}_HNSW32,PQ{dim/4}`` (a byte per 4 dims) above it.
 
-Vectors are L2-normalised, so inner product is cosine. IVF indexes carry an ``nprobe`` tuned by
-:meth:`ThreadIndex.tune` to reach a target recall@10 against exact search. Metadata (post id,
+Vectors are L2-normalised, so inner product is cosine. IVF indexes carry an ``nprobe``, HNSW
+ones an ``ef_search``, tuned by :meth:`ThreadIndex.tune` to reach a target recall@10 against
+exact search (on held-out queries when the builder has them). Metadata (post id,
 title, tags, source) lives in SQLite beside the vectors, never in pickles, and is read per hit, so
 an index of millions of threads does not hold its titles in RAM. Saved indexes open
 memory-mapped and read-only, so several bot processes share the pages.
@@ -35,6 +37,14 @@ import numpy as np
 #: AVX2 build, so a single-query scan of 100k x 384 takes ~12 ms (numpy's BLAS: ~4 ms); at 20k it
 #: is ~1.3 ms, and IVF-SQ8 above that answers in under a millisecond.
 FLAT_MAX = 20_000
+#: Below this many vectors an HNSW graph over SQ8 codes: this faiss-cpu wheel scans SQ8 codes
+#: without SIMD (~180 ns a code), so IVF-SQ8 at 1M needed nprobe 22 (11k codes, 1.9 ms CPU) for
+#: recall@10 0.95 on held-out real titles, only 29x numpy; the graph visits ~1-2k codes. Above
+#: it the graph (~260 B a vector, read into RAM, not memory-mapped) and its build time grow
+#: too large, and IVF's memory-mapped lists win.
+HNSW_MAX = 2_000_000
+#: Links per node of the HNSW graph (FAISS's usual 32).
+HNSW_M = 32
 #: Up to this many vectors SQ8 codes (dim bytes per vector) fit one machine's RAM comfortably;
 #: above it product quantisation (dim/4 bytes) keeps 24M threads near 2.5 GB.
 SQ8_MAX = 20_000_000
@@ -82,14 +92,17 @@ class Hit:
 
 @dataclass(frozen=True)
 class IndexSpec:
-    """Which FAISS index holds the vectors: ``kind`` is flat, ivf-sq8 or ivf-pq."""
+    """Which FAISS index holds the vectors: ``kind`` is flat, hnsw-sq8, ivf-sq8 or ivf-pq."""
 
     kind: str = "flat"
     nlist: int = 0
     pq_m: int = 0
+    hnsw_m: int = 0
 
     def factory(self, dim: int) -> str:
         """The ``faiss.index_factory`` string of this spec."""
+        if self.kind == "hnsw-sq8":
+            return f"HNSW{self.hnsw_m},SQ8"
         quantizer = f"IVF{self.nlist}_HNSW32" if self.nlist >= 1024 else f"IVF{self.nlist}"
         if self.kind == "ivf-sq8":
             return f"{quantizer},SQ8"
@@ -101,11 +114,20 @@ class IndexSpec:
     def is_ivf(self) -> bool:
         return self.kind.startswith("ivf")
 
+    @property
+    def is_hnsw(self) -> bool:
+        return self.kind.startswith("hnsw")
+
+    @property
+    def needs_training(self) -> bool:
+        """IVF (centroids, codes) and HNSW-SQ8 (code ranges) indexes train on a sample."""
+        return self.is_ivf or self.is_hnsw
+
     def train_size(self) -> int:
         """How many vectors train the coarse quantiser: FAISS wants 30-256 per centroid; on a
         2-core machine we take 16 (k-means cost grows with it, recall barely does once nprobe is
         tuned), and PQ codebooks want at least 64k."""
-        return max(16 * self.nlist, 65_536 if self.kind == "ivf-pq" else 0)
+        return max(16 * self.nlist, 65_536 if self.kind in ("ivf-pq", "hnsw-sq8") else 0)
 
 
 def choose_spec(n: int, dim: int, kind: str | None = None) -> IndexSpec:
@@ -114,11 +136,15 @@ def choose_spec(n: int, dim: int, kind: str | None = None) -> IndexSpec:
     power of two, since k-means on a 2-core machine is the slow part of a build and the tuned
     ``nprobe`` makes up the recall)."""
     if kind is None:
-        kind = "flat" if n < FLAT_MAX else "ivf-sq8" if n < SQ8_MAX else "ivf-pq"
+        kind = ("flat" if n < FLAT_MAX else "hnsw-sq8" if n < HNSW_MAX
+                else "ivf-sq8" if n < SQ8_MAX else "ivf-pq")
     if kind == "flat":
         return IndexSpec("flat")
+    if kind == "hnsw-sq8":
+        return IndexSpec("hnsw-sq8", hnsw_m=HNSW_M)
     if kind not in ("ivf-sq8", "ivf-pq"):
-        raise ThreadIndexError(f"unknown index kind {kind!r} (flat, ivf-sq8 or ivf-pq)")
+        raise ThreadIndexError(
+            f"unknown index kind {kind!r} (flat, hnsw-sq8, ivf-sq8 or ivf-pq)")
     nlist = 2 ** round(math.log2(max(2 * math.sqrt(max(n, 1)), 16)))
     nlist = int(min(max(nlist, 16), 65_536, max(16, n // 39)))
     # PQ with 4 dims per byte: PQ96 for 384-d (104 bytes a vector with its id); dim/8 codes
@@ -181,6 +207,7 @@ class ThreadIndex:
         self.model_version = model_version
         self.spec = spec or IndexSpec("flat")
         self.nprobe = 1
+        self.ef_search = 16
         self.tuned_recall: float | None = None
         self._index: Any = self._new_faiss_index()
         # Metadata lives in RAM unless ``meta_path`` names a file (large builds stream into one).
@@ -199,6 +226,9 @@ class ThreadIndex:
 
         if self.spec.kind == "flat":
             return faiss.IndexIDMap2(faiss.IndexFlatIP(self.dim))
+        if self.spec.is_hnsw:  # the graph has no ids of its own
+            return faiss.IndexIDMap2(faiss.index_factory(
+                self.dim, self.spec.factory(self.dim), faiss.METRIC_INNER_PRODUCT))
         return faiss.index_factory(self.dim, self.spec.factory(self.dim),
                                    faiss.METRIC_INNER_PRODUCT)
 
@@ -206,22 +236,24 @@ class ThreadIndex:
     @classmethod
     def build(cls, vectors: np.ndarray, metas: Sequence[ThreadMeta], model_name: str, *,
               kind: str | None = None, model_version: str = "",
-              target_recall: float = 0.95, seed: int = 0) -> ThreadIndex:
+              target_recall: float = 0.95, seed: int = 0,
+              tune_queries: np.ndarray | None = None) -> ThreadIndex:
         """A new index over ``vectors`` (one row per thread, same order as ``metas``); the type
         comes from :func:`choose_spec` unless ``kind`` names one, and IVF indexes are trained on
-        a sample and tuned to ``target_recall``."""
+        a sample and tuned to ``target_recall`` (on ``tune_queries``, held-out query vectors,
+        when given; see :meth:`tune`)."""
         if len(metas) == 0 or len(np.asarray(vectors)) == 0:
             raise ThreadIndexError("cannot build an index from an empty corpus")
         array = normalise(vectors, int(np.asarray(vectors).shape[-1]))
         index = cls(array.shape[1], model_name, spec=choose_spec(len(array), array.shape[1], kind),
                     model_version=model_version)
-        if index.spec.is_ivf:
+        if index.spec.needs_training:
             rng = np.random.default_rng(seed)
             take = min(len(array), index.spec.train_size())
             index.train(array[np.sort(rng.choice(len(array), take, replace=False))], seed=seed)
         index.add(array, metas)
-        if index.spec.is_ivf:
-            index.tune(array, target_recall=target_recall, seed=seed)
+        if index.spec.needs_training:
+            index.tune(array, target_recall=target_recall, seed=seed, queries=tune_queries)
         return index
 
     @property
@@ -238,6 +270,9 @@ class ThreadIndex:
         import faiss
 
         array = normalise(sample, self.dim)
+        if self.spec.is_hnsw:
+            self._index.train(array)
+            return self
         if not self.spec.is_ivf:
             return self
         if len(array) < self.spec.nlist:
@@ -298,6 +333,9 @@ class ThreadIndex:
             return 0
         import faiss
 
+        if self.spec.is_hnsw:
+            raise ThreadIndexError("an HNSW index cannot remove threads: rebuild it without "
+                                   "them, or build an ivf-sq8 one (--kind ivf-sq8)")
         with self._lock:
             self._ensure_writable()
             removed = int(self._index.remove_ids(faiss.IDSelectorBatch(wanted)))
@@ -332,32 +370,45 @@ class ThreadIndex:
 
     # --- tuning ------------------------------------------------------------------------
     def tune(self, vectors: np.ndarray, *, target_recall: float = 0.95, k: int = 10,
-             n_queries: int = 200, seed: int = 0) -> int:
+             n_queries: int = 200, seed: int = 0, queries: np.ndarray | None = None) -> int:
         """Pick the smallest ``nprobe`` whose recall@k against exact search reaches
-        ``target_recall``; queries are ``n_queries`` rows of ``vectors`` (the indexed vectors:
-        row ``i`` of the index is ``vectors[i]``; may be memory-mapped), each one's own row left
-        out."""
-        if not self.spec.is_ivf:
+        ``target_recall``. ``vectors`` are the indexed vectors (row ``i`` of the index is
+        ``vectors[i]``; may be memory-mapped). The queries are ``queries`` when given: vectors
+        *not* in the index, distributed like the real queries (e.g. held-out titles), which is
+        what the recall should hold for; else ``n_queries`` indexed rows, each one's own row
+        left out."""
+        if not self.spec.needs_training:
             return 1
         n = len(vectors)
-        rng = np.random.default_rng(seed + 1)
-        picks = np.sort(rng.choice(n, min(n_queries, n), replace=False))
-        queries = normalise(np.asarray(vectors[picks]), self.dim)
+        if queries is not None and len(queries) > 0:
+            queries = normalise(queries, self.dim)
+            picks = np.full(len(queries), -1, dtype=np.int64)  # no own row to leave out
+        else:
+            rng = np.random.default_rng(seed + 1)
+            picks = np.sort(rng.choice(n, min(n_queries, n), replace=False))
+            queries = normalise(np.asarray(vectors[picks]), self.dim)
         exact = exact_topk(vectors, queries, k + 1)
         truth = [[int(r) for r in row if r != own][:k]
                  for row, own in zip(exact, picks, strict=True)]
-        nlist = self.spec.nlist
-        candidates = sorted({min(nlist, 2 ** i) for i in range(int(math.log2(nlist)) + 1)}
-                            | {min(nlist, int(2 ** (i + 0.5))) for i in range(1, 16)})
-        chosen, recall = nlist, 0.0
-        for nprobe in candidates:
-            found = self._search_rows(queries, k + 1, nprobe=nprobe)[1]
+        if self.spec.is_hnsw:  # efSearch on a sqrt(2) ladder, 16 to 1024
+            candidates = [16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024]
+        else:
+            nlist = self.spec.nlist
+            candidates = sorted({min(nlist, 2 ** i) for i in range(int(math.log2(nlist)) + 1)}
+                                | {min(nlist, int(2 ** (i + 0.5))) for i in range(1, 16)})
+        chosen, recall = candidates[-1], 0.0
+        for breadth in candidates:
+            found = self._search_rows(queries, k + 1, nprobe=breadth)[1]
             got = recall_at_k(truth, [[int(r) for r in row if r != own][:k]
                                       for row, own in zip(found, picks, strict=True)])
-            chosen, recall = nprobe, got
+            chosen, recall = breadth, got
             if got >= target_recall:
-                break  # else: the last (every list) is the best there is
-        self.nprobe, self.tuned_recall = chosen, recall
+                break  # else: the last (every list, or the widest search) is the best there is
+        if self.spec.is_hnsw:
+            self.ef_search = chosen
+        else:
+            self.nprobe = chosen
+        self.tuned_recall = recall
         return chosen
 
     # --- searching ---------------------------------------------------------------------
@@ -395,9 +446,17 @@ class ThreadIndex:
         if count == 0:
             return (np.full((len(queries), k), -np.inf, np.float32),
                     np.full((len(queries), k), -1, np.int64))
-        probe = nprobe or self.nprobe
         params: Any
-        if self.spec.is_ivf:
+        if self.spec.is_hnsw:
+            ef = nprobe or self.ef_search  # ``nprobe`` here: the search breadth being tuned
+            if selector is not None:  # as for IVF below: fewer allowed nodes, wider search
+                ef = min(ef * math.ceil(len(self) / max(count, 1)), 4096)
+            params = faiss.SearchParametersHNSW()  # type: ignore[attr-defined]
+            params.efSearch = max(ef, k)
+            if selector is not None:
+                params.sel = selector
+        elif self.spec.is_ivf:
+            probe = nprobe or self.nprobe
             # A selective filter leaves few members in each probed list: probe more lists,
             # in proportion, so the k nearest allowed threads are still among those scanned.
             if selector is not None:
@@ -465,6 +524,7 @@ class ThreadIndex:
             "model_version": self.model_version, "count": len(self), "next_id": self._next_id,
             "type": self.spec.kind, "spec": asdict(self.spec),
             "factory": self.spec.factory(self.dim), "nprobe": self.nprobe,
+            "ef_search": self.ef_search,
             "tuned_recall_at_10": self.tuned_recall,
             "recommended_type": choose_spec(len(self), self.dim).kind,
         }
@@ -564,6 +624,7 @@ class ThreadIndex:
             raise ThreadIndexError(f"{directory / INDEX_FILE} does not match info.json")
         index._next_id = int(info["next_id"])
         index.nprobe = int(info.get("nprobe", 1))
+        index.ef_search = int(info.get("ef_search", 16))
         index.tuned_recall = info.get("tuned_recall_at_10")
         index._db.close()
         db_path = (directory / META_FILE).resolve()

@@ -15,7 +15,9 @@ def index(
                               help="Real title embeddings only (n capped at the corpus)."),
     as_json: bool = typer.Option(False, "--json", help="End with one JSON line of metrics."),
     kind: str | None = typer.Option(None, help="Force flat, ivf-sq8 or ivf-pq (default: size)."),
-    queries: int = typer.Option(1000, min=10, help="Queries (held out or synthetic)."),
+    queries: int = typer.Option(
+        1000, min=10, help="Held-out real titles as queries (synthetic corpus: as many drawn "
+        "like it, too)."),
     work_dir: Path | None = typer.Option(None, help="Keep the corpus and index here."),
     output: Path | None = typer.Option(None, help="Also write the full metrics JSON here."),
 ) -> None:

@@ -22,8 +22,11 @@ def _titles(hits: list[list[Hit]]) -> list[list[str]]:
 def test_choose_spec_follows_the_size() -> None:
     assert choose_spec(FLAT_MAX - 1, 384).kind == "flat"
     one_million = choose_spec(1_000_000, 384)
-    assert one_million.kind == "ivf-sq8" and one_million.nlist == 2048
-    assert one_million.factory(384) == "IVF2048_HNSW32,SQ8"
+    assert one_million.kind == "hnsw-sq8" and one_million.factory(384) == "HNSW32,SQ8"
+    five_million = choose_spec(5_000_000, 384)
+    assert five_million.kind == "ivf-sq8" and five_million.nlist == 4096
+    assert five_million.factory(384) == "IVF4096_HNSW32,SQ8"
+    assert choose_spec(1_000_000, 384, "ivf-sq8").factory(384) == "IVF2048_HNSW32,SQ8"
     assert choose_spec(24_000_000, 384).kind == "ivf-pq"
     assert choose_spec(24_000_000, 384).pq_m == 96
     with pytest.raises(ThreadIndexError, match="unknown index kind"):
@@ -62,6 +65,39 @@ def test_ivf_reaches_its_tuned_recall_on_held_out_titles(title_corpus: Corpus) -
     filtered = index.search(queries[:20], k=5, filter=["javascript"])
     assert all("javascript" in hit.meta.tags for hits in filtered for hit in hits)
     assert sum(len(hits) for hits in filtered) == 100
+
+
+def test_ivf_tunes_on_held_out_queries_when_given(title_corpus: Corpus) -> None:
+    vectors, metas = title_corpus
+    tune, held_out = vectors[700:750], vectors[750:]
+    index = ThreadIndex.build(vectors[:700], metas[:700], MODEL, kind="ivf-sq8",
+                              target_recall=0.95, tune_queries=tune)
+    assert index.tuned_recall is not None and index.tuned_recall >= 0.95
+    _, rows = index.search_rows(tune, 10)
+    # the tuned recall is the recall of exactly those queries at the chosen nprobe
+    assert recall_at_k(exact_topk(vectors[:700], tune, 10).tolist(),
+                       rows.tolist()) == pytest.approx(index.tuned_recall)
+    _, rows = index.search_rows(held_out, 10)
+    assert recall_at_k(exact_topk(vectors[:700], held_out, 10).tolist(), rows.tolist()) >= 0.85
+
+
+def test_hnsw_reaches_its_tuned_recall_and_refuses_removal(title_corpus: Corpus,
+                                                           tmp_path: Path) -> None:
+    vectors, metas = title_corpus
+    tune, held_out = vectors[700:750], vectors[750:]
+    index = ThreadIndex.build(vectors[:700], metas[:700], MODEL, kind="hnsw-sq8",
+                              target_recall=0.95, tune_queries=tune)
+    assert index.spec.factory(384) == "HNSW32,SQ8" and 16 <= index.ef_search <= 1024
+    assert index.tuned_recall is not None and index.tuned_recall >= 0.95
+    index.save(tmp_path / "hnsw")
+    opened = ThreadIndex.open(tmp_path / "hnsw", MODEL)
+    assert opened.ef_search == index.ef_search and opened.spec == index.spec
+    _, rows = opened.search_rows(held_out, 10)
+    assert recall_at_k(exact_topk(vectors[:700], held_out, 10).tolist(), rows.tolist()) >= 0.85
+    filtered = opened.search(held_out[:20], k=5, filter=["javascript"])
+    assert all("javascript" in hit.meta.tags for hits in filtered for hit in hits)
+    with pytest.raises(ThreadIndexError, match="cannot remove"):
+        opened.remove([1])
 
 
 @pytest.mark.parametrize("kind", ["flat", "ivf-sq8"])
