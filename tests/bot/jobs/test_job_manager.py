@@ -58,6 +58,7 @@ def test_two_jobs_queue_progress_cancel_and_result(manager: JobManager, store: S
     ended: list[JobInfo] = []
     manager.add_listener(ended.append)
     slow = manager.submit(PI, "run", SLOW, "c1", "u1")
+    _until(lambda: _status(manager, slow).status == "running")  # so the next one is 1st in line
     fast = manager.submit(PI, "run", {"n": "50k", "seed": "7"}, "c1", "u1")
     # max_concurrent_jobs=1: the second waits, and says where it stands
     queued = manager.status(fast)

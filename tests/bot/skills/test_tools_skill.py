@@ -51,6 +51,12 @@ def _jobs(assistant: Assistant) -> int:
         return session.query(Job).count()
 
 
+def _job_status(assistant: Assistant, job_id: str) -> str | None:
+    with assistant.store.session() as session:
+        job = session.get(Job, job_id)
+        return None if job is None else str(job.status)
+
+
 def _until(check: Callable[[], bool], timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while not check():
@@ -114,9 +120,10 @@ def test_console_two_jobs_progress_cancel_and_results(settings: Settings) -> Non
     out = io.StringIO()
     console = ConsoleChannel(assistant, out=out, chat_id="c1", user_id="u1")
     first = console.send(f"/run {PI} n=1M pace=0.1")
+    slow_id = _text(first).split()[2].rstrip(":")
+    _until(lambda: _job_status(assistant, slow_id) == "running")  # then the next is 1st in line
     second = console.send(f"/run {PI} n=30k")
     assert "Started job" in _text(first) and "number 1 in the queue" in _text(second)
-    slow_id = _text(first).split()[2].rstrip(":")
     fast_id = _text(second).split()[2].rstrip(":")
     (progress,) = [r for r in first if isinstance(r, ProgressReply)]
     _until(lambda: progress.handle.fraction >= 0.1)
