@@ -20,12 +20,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from nlp_core.text import char_ngram_tfidf, tokenize
+from nlp_core.tfidf import FrozenTfidf, LinearScorer
 
 if TYPE_CHECKING:
     from bot.settings import Settings
 
 MODEL_NAME = "intent"
-MODEL_VERSION = "1"
+MODEL_VERSION = "2"
 CHITCHAT = "chitchat"
 PROGRAMMING = "programming"
 TOOL_PREFIX = "tool:"
@@ -70,11 +71,12 @@ class IntentClassifier:
         self.validation_fraction = validation_fraction
         self.refit = refit
 
-    def _features(self, texts: Sequence[str]) -> Any:
+    @staticmethod
+    def _features(vectorizers: Sequence[Any], texts: Sequence[str]) -> Any:
+        """The sparse training matrix of fitted scikit-learn vectorisers (fit time only)."""
         from scipy.sparse import hstack
 
-        return hstack([self.word_vectorizer_.transform(texts),
-                       self.char_vectorizer_.transform(texts)]).tocsr().astype(np.float32)
+        return hstack([v.transform(texts) for v in vectorizers]).tocsr().astype(np.float32)
 
     def fit(
         self,
@@ -112,13 +114,14 @@ class IntentClassifier:
                         not intent.startswith(TOOL_PREFIX)
                         for t, intent in zip(all_texts, all_intents, strict=True)])
         report(0.05, "vectorising")
-        self.word_vectorizer_ = TfidfVectorizer(
+        word = TfidfVectorizer(
             tokenizer=tokenize, token_pattern=None, lowercase=False, ngram_range=(1, 2),
-            min_df=self.min_df, sublinear_tf=True)
-        self.char_vectorizer_ = char_ngram_tfidf((2, 5))
-        self.word_vectorizer_.fit(all_texts)
-        self.char_vectorizer_.fit(all_texts)
-        x = self._features(all_texts)
+            min_df=self.min_df, sublinear_tf=True).fit(all_texts)
+        char = char_ngram_tfidf((2, 5)).fit(all_texts)
+        x = self._features([word, char], all_texts)
+        # prediction reproduces the fitted vectorisers without scikit-learn
+        self.word_tfidf_ = FrozenTfidf.from_sklearn(word, tokenize)
+        self.char_tfidf_ = FrozenTfidf.from_sklearn(char)
 
         def train(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             svm = LinearSVC(C=self.C).fit(x[mask], labels[mask], sample_weight=weights[mask])
@@ -151,6 +154,10 @@ class IntentClassifier:
         scores: np.ndarray = np.asarray(x @ self.coef_) + self.intercept_
         return scores
 
+    def _scorer(self) -> LinearScorer:
+        return LinearScorer([(self.word_tfidf_, 1.0), (self.char_tfidf_, 1.0)], self.coef_,
+                            self.intercept_)
+
     def _check_fitted(self) -> None:
         if not hasattr(self, "coef_"):
             raise RuntimeError("IntentClassifier is not fitted; call fit() or load()")
@@ -158,7 +165,7 @@ class IntentClassifier:
     def decision_function(self, texts: Sequence[str]) -> np.ndarray:
         """Raw per-intent scores, shape (n_texts, n_intents), columns in ``classes_`` order."""
         self._check_fitted()
-        return self._scores(self._features(list(texts)))
+        return self._scorer().scores(list(texts))
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         """Calibrated per-intent probabilities, columns in ``classes_`` order."""
@@ -178,23 +185,38 @@ class IntentClassifier:
 
     # --- persistence -------------------------------------------------------------------------
     def save(self, directory: Path, metrics: dict[str, Any] | None = None) -> Path:
-        """Write the model and its version stamp (``model.json``) to ``directory``."""
-        from nlp_core.artifacts import save_stamped
+        """Write the model (JSON and ``.npy``, see :mod:`nlp_core.artifacts`) to ``directory``."""
+        from nlp_core.artifacts import save_model
 
         self._check_fitted()
-        return save_stamped(
-            self, directory, MODEL_NAME, MODEL_VERSION,
+        return save_model(
+            directory, MODEL_NAME, MODEL_VERSION,
+            vectorizers={"word": self.word_tfidf_, "char": self.char_tfidf_},
+            arrays={"coef": self.coef_, "intercept": self.intercept_},
             intents=[str(c) for c in self.classes_], n_train=self.n_train_,
             fit_seconds=round(self.fit_seconds_, 1), temperature=self.temperature_,
+            params={"C": self.C, "tool_weight": self.tool_weight, "min_df": self.min_df,
+                    "validation_fraction": self.validation_fraction, "refit": self.refit},
             metrics={"validation_accuracy": self.validation_accuracy_, **(metrics or {})},
         )
 
     @classmethod
     def load(cls, directory: Path) -> IntentClassifier:
-        """Load a model saved by :meth:`save` (only ever from our own data dir)."""
-        from nlp_core.artifacts import load_stamped
+        """Load a model written by :meth:`save` (no pickles, no scikit-learn import)."""
+        from nlp_core.artifacts import load_array, read_stamp
 
-        return load_stamped(directory, cls, MODEL_NAME, MODEL_VERSION)
+        stamp = read_stamp(directory, MODEL_NAME, MODEL_VERSION)
+        model = cls(**stamp["params"])
+        model.word_tfidf_ = FrozenTfidf.load(directory, "word", tokenize)
+        model.char_tfidf_ = FrozenTfidf.load(directory, "char")
+        model.coef_ = load_array(directory, "coef")
+        model.intercept_ = load_array(directory, "intercept")
+        model.classes_ = np.asarray(stamp["intents"])
+        model.temperature_ = float(stamp["temperature"])
+        model.validation_accuracy_ = float(stamp["metrics"]["validation_accuracy"])
+        model.n_train_ = int(stamp["n_train"])
+        model.fit_seconds_ = float(stamp["fit_seconds"])
+        return model
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:

@@ -28,12 +28,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from nlp_core.text import tokenize
+from nlp_core.tfidf import FrozenTfidf, LinearScorer
 
 if TYPE_CHECKING:
     from bot.settings import Settings
 
 MODEL_NAME = "tags"
-MODEL_VERSION = "1"
+MODEL_VERSION = "2"
 LANGUAGES: tuple[str, ...] = (
     "c#", "java", "javascript", "php", "c/c++", "python", "ruby", "r", "vb", "swift",
 )
@@ -135,11 +136,13 @@ class TagClassifier:
         vectors: np.ndarray = encoder.encode(list(titles))
         return vectors
 
-    def _features(self, titles: Sequence[str], embeddings: np.ndarray | None) -> Any:
+    def _features(self, vectorizers: Sequence[Any], titles: Sequence[str],
+                  embeddings: np.ndarray | None) -> Any:
+        """The sparse training matrix of fitted scikit-learn vectorisers (fit time only)."""
         from scipy.sparse import csr_matrix, hstack
 
-        parts = [self.word_vectorizer_.transform(titles),
-                 self.char_vectorizer_.transform(titles) * self.char_weight]
+        word, char = vectorizers
+        parts = [word.transform(titles), char.transform(titles) * self.char_weight]
         if embeddings is not None:
             parts.append(csr_matrix(embeddings * self.embedding_weight))
         return hstack(parts).tocsr()
@@ -168,9 +171,9 @@ class TagClassifier:
             raise ValueError("titles and tag_lists differ in length")
         report(0.0, "embedding titles" if self.use_embeddings else "vectorising")
         vectors = self._embed(titles, embeddings)
-        self.binarizer_ = MultiLabelBinarizer()
-        labels = self.binarizer_.fit_transform([list(t) for t in tag_lists])
-        self.classes_ = np.asarray(self.binarizer_.classes_)
+        binarizer = MultiLabelBinarizer()
+        labels = binarizer.fit_transform([list(t) for t in tag_lists])
+        self.classes_ = np.asarray(binarizer.classes_)
         val = np.array([in_heldout(t, self.validation_fraction, VALIDATION_SALT)
                         for t in titles])
         if val.sum() < 20 or (~val).sum() < 20:
@@ -178,22 +181,24 @@ class TagClassifier:
         fit_idx = np.flatnonzero(~val)
         val_idx = np.flatnonzero(val)
 
-        def fit_on(idx: np.ndarray) -> None:
-            self.word_vectorizer_ = TfidfVectorizer(
-                tokenizer=tokenize, token_pattern=None, lowercase=False, ngram_range=(1, 2),
-                min_df=self.min_df, sublinear_tf=True)
-            self.char_vectorizer_ = TfidfVectorizer(
-                analyzer="char_wb", ngram_range=(3, 5), min_df=max(self.min_df, 3),
-                sublinear_tf=True, max_features=100_000)
+        def fit_on(idx: np.ndarray) -> list[Any]:
             subset = [titles[i] for i in idx]
-            self.word_vectorizer_.fit(subset)
-            self.char_vectorizer_.fit(subset)
-            x = self._features(subset, None if vectors is None else vectors[idx])
+            word = TfidfVectorizer(
+                tokenizer=tokenize, token_pattern=None, lowercase=False, ngram_range=(1, 2),
+                min_df=self.min_df, sublinear_tf=True).fit(subset)
+            char = TfidfVectorizer(
+                analyzer="char_wb", ngram_range=(3, 5), min_df=max(self.min_df, 3),
+                sublinear_tf=True, max_features=100_000).fit(subset)
+            x = self._features([word, char], subset, None if vectors is None else vectors[idx])
             self._fit_svms(x, labels[idx], report)
+            # prediction reproduces the fitted vectorisers without scikit-learn
+            self.word_tfidf_ = FrozenTfidf.from_sklearn(word, tokenize)
+            self.char_tfidf_ = FrozenTfidf.from_sklearn(char)
+            return [word, char]
 
         report(0.05, "training on the fit part")
-        fit_on(fit_idx)
-        x_val = self._features([titles[i] for i in val_idx],
+        fitted = fit_on(fit_idx)
+        x_val = self._features(fitted, [titles[i] for i in val_idx],
                                None if vectors is None else vectors[val_idx])
         scores = self._decision(x_val)
         y_val = labels[val_idx]
@@ -257,7 +262,11 @@ class TagClassifier:
         """Raw per-tag scores, shape (n_titles, n_tags)."""
         self._check_fitted()
         titles = list(titles)
-        return self._decision(self._features(titles, self._embed(titles, embeddings)))
+        vectors = self._embed(titles, embeddings)
+        scorer = LinearScorer([(self.word_tfidf_, 1.0), (self.char_tfidf_, self.char_weight)],
+                              self.coef_, self.intercept_)
+        return scorer.scores(titles, None if vectors is None
+                             else vectors * np.float32(self.embedding_weight))
 
     def predict_proba(self, titles: Sequence[str],
                       embeddings: np.ndarray | None = None) -> np.ndarray:
@@ -314,30 +323,44 @@ class TagClassifier:
         return self._tags_from_scores(scores), languages
 
     # --- persistence -------------------------------------------------------------------------
-    def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
-        state.pop("_encoder", None)
-        return state
-
     def save(self, directory: Path, metrics: dict[str, Any] | None = None) -> Path:
-        """Write the model and its version stamp (``model.json``) to ``directory``."""
-        from nlp_core.artifacts import save_stamped
+        """Write the model (JSON and ``.npy``, see :mod:`nlp_core.artifacts`) to ``directory``."""
+        from nlp_core.artifacts import save_model
 
         self._check_fitted()
-        return save_stamped(
-            self, directory, MODEL_NAME, MODEL_VERSION,
-            n_train=self.n_train_, n_tags=len(self.classes_),
-            use_embeddings=self.use_embeddings, threshold=self.threshold_,
+        return save_model(
+            directory, MODEL_NAME, MODEL_VERSION,
+            vectorizers={"word": self.word_tfidf_, "char": self.char_tfidf_},
+            arrays={"coef": self.coef_, "intercept": self.intercept_},
+            tags=[str(c) for c in self.classes_], n_train=self.n_train_,
+            n_tags=len(self.classes_), use_embeddings=self.use_embeddings,
+            threshold=self.threshold_, sigmoid_scale=self.sigmoid_scale_,
             fit_seconds=round(self.fit_seconds_, 1),
+            params={"C": self.C, "use_embeddings": self.use_embeddings,
+                    "embedding_weight": self.embedding_weight, "char_weight": self.char_weight,
+                    "min_df": self.min_df, "validation_fraction": self.validation_fraction,
+                    "refit": self.refit},
             metrics={"validation_f1_weighted": self.validation_f1_weighted_, **(metrics or {})},
         )
 
     @classmethod
     def load(cls, directory: Path) -> TagClassifier:
-        """Load a model saved by :meth:`save` (only ever from our own data dir)."""
-        from nlp_core.artifacts import load_stamped
+        """Load a model written by :meth:`save` (no pickles, no scikit-learn import)."""
+        from nlp_core.artifacts import load_array, read_stamp
 
-        return load_stamped(directory, cls, MODEL_NAME, MODEL_VERSION)
+        stamp = read_stamp(directory, MODEL_NAME, MODEL_VERSION)
+        model = cls(**stamp["params"])
+        model.word_tfidf_ = FrozenTfidf.load(directory, "word", tokenize)
+        model.char_tfidf_ = FrozenTfidf.load(directory, "char")
+        model.coef_ = load_array(directory, "coef")
+        model.intercept_ = load_array(directory, "intercept")
+        model.classes_ = np.asarray(stamp["tags"])
+        model.threshold_ = float(stamp["threshold"])
+        model.sigmoid_scale_ = float(stamp["sigmoid_scale"])
+        model.validation_f1_weighted_ = float(stamp["metrics"]["validation_f1_weighted"])
+        model.n_train_ = int(stamp["n_train"])
+        model.fit_seconds_ = float(stamp["fit_seconds"])
+        return model
 
 
 # --- training entry points -------------------------------------------------------------------

@@ -141,5 +141,5 @@ def test_embeddings_join_the_features(
     vectors = encoder.encode(probe)
     with_given = model.predict(probe, vectors)
     assert model.predict(probe) == with_given  # encodes itself when not given vectors
-    assert model.coef_.shape[0] == (len(model.word_vectorizer_.vocabulary_)
-                                    + len(model.char_vectorizer_.vocabulary_) + 384)
+    assert model.coef_.shape[0] == (model.word_tfidf_.n_features
+                                    + model.char_tfidf_.n_features + 384)
