@@ -14,6 +14,11 @@ exact search (on held-out queries when the builder has them). Metadata (post id,
 title, tags, source) lives in SQLite beside the vectors, never in pickles, and is read per hit, so
 an index of millions of threads does not hold its titles in RAM. Saved indexes open
 memory-mapped and read-only, so several bot processes share the pages.
+
+An HNSW graph cannot delete nodes, so :meth:`ThreadIndex.remove` leaves *tombstones* there: the
+thread's metadata goes, its FAISS id is kept in the ``tombstones`` table of ``meta.sqlite3`` and
+every search skips it (an ``IDSelectorNot`` over a bitmap of them). Once they pass
+:data:`TOMBSTONE_SHARE_MAX` of the graph, :meth:`ThreadIndex.compact` rebuilds it without them.
 """
 
 from __future__ import annotations
@@ -45,11 +50,20 @@ FLAT_MAX = 20_000
 HNSW_MAX = 2_000_000
 #: Links per node of the HNSW graph (FAISS's usual 32).
 HNSW_M = 32
+#: Candidates kept while linking a new node into the graph (FAISS's default 40); a larger one
+#: builds a better graph (the same recall at a smaller ``ef_search``) at a longer build.
+HNSW_EF_CONSTRUCTION = 40
 #: Up to this many vectors SQ8 codes (dim bytes per vector) fit one machine's RAM comfortably;
 #: above it product quantisation (dim/4 bytes) keeps 24M threads near 2.5 GB.
 SQ8_MAX = 20_000_000
-#: Version of the on-disk layout; bumped when files or tables change.
-FORMAT_VERSION = 2
+#: Version of the on-disk layout; bumped when files or tables change (3: the ``tombstones``
+#: table, which an older reader would ignore and then fail on hits without metadata).
+FORMAT_VERSION = 3
+#: Layouts this version opens: format 2 is format 3 without tombstones.
+READABLE_FORMATS = (2, 3)
+#: An HNSW graph is rebuilt without its removed nodes (:meth:`ThreadIndex.compact`) once they
+#: are this share of it: every search walks past them and widens ``efSearch`` to make up.
+TOMBSTONE_SHARE_MAX = 0.2
 INDEX_FILE = "index.faiss"
 META_FILE = "meta.sqlite3"
 INFO_FILE = "info.json"
@@ -98,6 +112,7 @@ class IndexSpec:
     nlist: int = 0
     pq_m: int = 0
     hnsw_m: int = 0
+    hnsw_ef_construction: int = 0  # 0: FAISS's default
 
     def factory(self, dim: int) -> str:
         """The ``faiss.index_factory`` string of this spec."""
@@ -141,7 +156,7 @@ def choose_spec(n: int, dim: int, kind: str | None = None) -> IndexSpec:
     if kind == "flat":
         return IndexSpec("flat")
     if kind == "hnsw-sq8":
-        return IndexSpec("hnsw-sq8", hnsw_m=HNSW_M)
+        return IndexSpec("hnsw-sq8", hnsw_m=HNSW_M, hnsw_ef_construction=HNSW_EF_CONSTRUCTION)
     if kind not in ("ivf-sq8", "ivf-pq"):
         raise ThreadIndexError(
             f"unknown index kind {kind!r} (flat, hnsw-sq8, ivf-sq8 or ivf-pq)")
@@ -184,6 +199,8 @@ _SCHEMA = (
     " tags TEXT, source TEXT)",
     "CREATE TABLE IF NOT EXISTS thread_tags (tag TEXT NOT NULL, row INTEGER NOT NULL,"
     " PRIMARY KEY (tag, row)) WITHOUT ROWID",
+    # FAISS ids of removed threads still in an HNSW graph (no metadata rows any more)
+    "CREATE TABLE IF NOT EXISTS tombstones (row INTEGER PRIMARY KEY)",
 )
 
 
@@ -197,7 +214,8 @@ class ThreadIndex:
     ``ThreadIndex(dim, model_name)`` is an empty exact index (``meta_path``: keep its metadata in
     that SQLite file rather than in RAM); :meth:`build` picks the type by
     size; :meth:`open` loads a saved one (memory-mapped and read-only unless ``mmap=False``; the
-    first :meth:`add` or :meth:`remove` then copies it into RAM). Searching is thread-safe.
+    first :meth:`add` or :meth:`remove` then copies it into RAM: for an HNSW index :meth:`remove`
+    copies only the metadata). Searching is thread-safe.
     """
 
     def __init__(self, dim: int, model_name: str, *, spec: IndexSpec | None = None,
@@ -218,8 +236,12 @@ class ThreadIndex:
         self._next_id = 0
         self._lock = threading.RLock()
         self._source_dir: Path | None = None
-        self._mapped = False
+        self._mapped = False  # the FAISS index is the read-only, memory-mapped file
+        self._db_mapped = False  # so is the metadata
         self._filters: OrderedDict[frozenset[str], tuple[Any, Any, int]] = OrderedDict()
+        # Removed ids still in an HNSW graph (sorted), and the selector that skips them.
+        self._tombstones = np.zeros(0, dtype=np.int64)
+        self._alive: tuple[Any, ...] | None = None
 
     def _new_faiss_index(self) -> Any:
         import faiss
@@ -227,8 +249,11 @@ class ThreadIndex:
         if self.spec.kind == "flat":
             return faiss.IndexIDMap2(faiss.IndexFlatIP(self.dim))
         if self.spec.is_hnsw:  # the graph has no ids of its own
-            return faiss.IndexIDMap2(faiss.index_factory(
-                self.dim, self.spec.factory(self.dim), faiss.METRIC_INNER_PRODUCT))
+            graph: Any = faiss.index_factory(self.dim, self.spec.factory(self.dim),
+                                             faiss.METRIC_INNER_PRODUCT)
+            if self.spec.hnsw_ef_construction:
+                graph.hnsw.efConstruction = self.spec.hnsw_ef_construction
+            return faiss.IndexIDMap2(graph)
         return faiss.index_factory(self.dim, self.spec.factory(self.dim),
                                    faiss.METRIC_INNER_PRODUCT)
 
@@ -287,18 +312,24 @@ class ThreadIndex:
         self._index.train(array)
         return self
 
-    def _ensure_writable(self) -> None:
-        """Copy a memory-mapped, read-only index (and its metadata) into RAM before changing it."""
+    def _ensure_writable(self, *, vectors: bool = True) -> None:
+        """Copy a memory-mapped, read-only index (unless ``vectors`` is false) and its metadata
+        into RAM before changing them."""
         import faiss
 
-        if not self._mapped or self._source_dir is None:
+        if self._source_dir is None:
             return
-        self._index = faiss.read_index(str(self._source_dir / INDEX_FILE))
-        memory = sqlite3.connect(":memory:", check_same_thread=False)
-        self._db.backup(memory)
-        self._db.close()
-        self._db = memory
-        self._mapped = False
+        if vectors and self._mapped:
+            self._index = faiss.read_index(str(self._source_dir / INDEX_FILE))
+            self._mapped = False
+        if self._db_mapped:
+            memory = sqlite3.connect(":memory:", check_same_thread=False)
+            self._db.backup(memory)
+            self._db.close()
+            self._db = memory
+            for statement in _SCHEMA:  # a format-2 file has no tombstones table
+                self._db.execute(statement)
+            self._db_mapped = False
 
     def add(self, vectors: np.ndarray, metas: Sequence[ThreadMeta]) -> list[int]:
         """Append threads; returns their row ids."""
@@ -327,31 +358,89 @@ class ThreadIndex:
         return rows
 
     def remove(self, rows: Iterable[int]) -> int:
-        """Delete threads by row id; returns how many were removed."""
+        """Delete threads by row id (see :meth:`rows_of`); returns how many were removed.
+
+        An HNSW graph keeps the nodes as tombstones that searches skip, and is compacted once
+        they pass :data:`TOMBSTONE_SHARE_MAX` of it; a re-added thread gets a new row id."""
         wanted = np.asarray(sorted(set(int(r) for r in rows)), dtype=np.int64)
         if len(wanted) == 0:
             return 0
         import faiss
 
-        if self.spec.is_hnsw:
-            raise ThreadIndexError("an HNSW index cannot remove threads: rebuild it without "
-                                   "them, or build an ivf-sq8 one (--kind ivf-sq8)")
         with self._lock:
-            self._ensure_writable()
-            removed = int(self._index.remove_ids(faiss.IDSelectorBatch(wanted)))
-            pairs = []  # (tag, row): thread_tags' primary key, so no table scan per row
+            self._ensure_writable(vectors=not self.spec.is_hnsw)
+            present, pairs = [], []  # (tag, row): thread_tags' primary key, no scan per row
             for start in range(0, len(wanted), 500):
                 chunk = wanted[start:start + 500].tolist()
                 marks = ",".join("?" * len(chunk))
-                pairs += [(tag, row) for row, tags in self._db.execute(
-                    f"SELECT row, tags FROM threads WHERE row IN ({marks})", chunk)
-                    for tag in tags.split("|") if tag]
+                for row, tags in self._db.execute(
+                        f"SELECT row, tags FROM threads WHERE row IN ({marks})", chunk):
+                    present.append(int(row))
+                    pairs += [(tag, row) for tag in tags.split("|") if tag]
+            if self.spec.is_hnsw:
+                removed = len(present)
+            else:
+                removed = int(self._index.remove_ids(faiss.IDSelectorBatch(wanted)))
             with self._db:
                 self._db.executemany("DELETE FROM threads WHERE row = ?",
                                      [(r,) for r in wanted.tolist()])
                 self._db.executemany("DELETE FROM thread_tags WHERE tag = ? AND row = ?", pairs)
+                if self.spec.is_hnsw:
+                    self._db.executemany("INSERT OR IGNORE INTO tombstones VALUES (?)",
+                                         [(r,) for r in present])
+            if self.spec.is_hnsw and present:
+                self._tombstones = np.union1d(self._tombstones,
+                                              np.asarray(present, dtype=np.int64))
+                self._alive = None
             self._filters.clear()
+            if len(self._tombstones) > TOMBSTONE_SHARE_MAX * int(self._index.ntotal):
+                self.compact()
         return removed
+
+    @property
+    def tombstones(self) -> int:
+        """How many removed threads an HNSW graph still holds (searches skip them)."""
+        return len(self._tombstones)
+
+    def compact(self, *, chunk: int = 100_000) -> int:
+        """Rebuild an HNSW graph without its tombstones (row ids stay); returns how many went.
+
+        The kept vectors are decoded from their SQ8 codes and re-added with the same trained
+        ranges, so they keep their codes: the graph is the one a build over the remaining
+        threads with those ranges gives. Searches wait meanwhile (minutes at 1M on 2 cores)."""
+        import faiss
+
+        with self._lock:
+            if not len(self._tombstones):
+                return 0
+            old = self._index
+            ids = faiss.vector_to_array(old.id_map).astype(np.int64)
+            keep = ~np.isin(ids, self._tombstones)
+            old_graph: Any = faiss.downcast_index(old.index)  # IndexHNSWSQ
+            old_codes: Any = faiss.downcast_index(old_graph.storage)
+            fresh = self._new_faiss_index()
+            graph: Any = faiss.downcast_index(fresh.index)
+            codes: Any = faiss.downcast_index(graph.storage)
+            faiss.copy_array_to_vector(faiss.vector_to_array(old_codes.sq.trained),
+                                       codes.sq.trained)
+            codes.is_trained = graph.is_trained = fresh.is_trained = True
+            graph.hnsw.efConstruction = old_graph.hnsw.efConstruction
+            for start in range(0, len(ids), chunk):
+                stop = min(start + chunk, len(ids))
+                mask = keep[start:stop]
+                if mask.any():
+                    decoded = old_graph.reconstruct_n(start, stop - start)
+                    fresh.add_with_ids(np.ascontiguousarray(decoded[mask]),
+                                       np.ascontiguousarray(ids[start:stop][mask]))
+            self._ensure_writable(vectors=False)
+            with self._db:
+                self._db.execute("DELETE FROM tombstones")
+            gone = len(self._tombstones)
+            self._index, self._mapped = fresh, False
+            self._tombstones = np.zeros(0, dtype=np.int64)
+            self._alive = None
+            self._filters.clear()
+        return gone
 
     def rows_of(self, post_ids: Iterable[str]) -> list[int]:
         """Row ids of the threads with these post ids (to :meth:`remove` them)."""
@@ -366,7 +455,8 @@ class ThreadIndex:
         return sorted(rows)
 
     def __len__(self) -> int:
-        return int(self._index.ntotal)
+        """How many threads the index holds (an HNSW graph's tombstones not counted)."""
+        return int(self._index.ntotal) - len(self._tombstones)
 
     # --- tuning ------------------------------------------------------------------------
     def tune(self, vectors: np.ndarray, *, target_recall: float = 0.95, k: int = 10,
@@ -431,26 +521,48 @@ class ThreadIndex:
                 f"SELECT row FROM thread_tags WHERE tag IN ({marks})", chunk)), dtype=np.int64)
             mask[rows] = True
         count = int(mask.sum())
-        bitmap = np.packbits(mask, bitorder="little")
-        selector = faiss.IDSelectorBitmap(len(mask), faiss.swig_ptr(bitmap))
+        bitmap = np.packbits(mask, bitorder="little")  # IDSelectorBitmap's n counts bytes
+        selector = faiss.IDSelectorBitmap(len(bitmap), faiss.swig_ptr(bitmap))
         self._filters[key] = (selector, bitmap, count)
         while len(self._filters) > 64:
             self._filters.popitem(last=False)
         return selector, count
 
+    def _not_removed(self) -> Any:
+        """An ``IDSelectorNot`` over a bitmap of the tombstones: what an HNSW search may return
+        (ids past the bitmap, added later, are allowed)."""
+        import faiss
+
+        if self._alive is None:
+            mask = np.zeros(int(self._tombstones[-1]) + 1, dtype=bool)
+            mask[self._tombstones] = True
+            bitmap = np.packbits(mask, bitorder="little")
+            removed = faiss.IDSelectorBitmap(len(bitmap), faiss.swig_ptr(bitmap))
+            # the selectors hold raw pointers: keep what they point at alive with them
+            self._alive = (faiss.IDSelectorNot(removed), removed, bitmap)
+        return self._alive[0]
+
     def _search_rows(self, queries: np.ndarray, k: int, *, nprobe: int | None = None,
                      filter: Iterable[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
         import faiss
 
-        selector, count = (None, len(self)) if filter is None else self._filter(filter)
+        total = int(self._index.ntotal)  # an HNSW graph's tombstones included
+        if filter is not None:  # removed threads have no thread_tags rows: no tombstone here
+            selector, count = self._filter(filter)
+        elif len(self._tombstones):
+            selector, count = self._not_removed(), len(self)
+        else:
+            selector, count = None, total
         if count == 0:
             return (np.full((len(queries), k), -np.inf, np.float32),
                     np.full((len(queries), k), -1, np.int64))
         params: Any
         if self.spec.is_hnsw:
             ef = nprobe or self.ef_search  # ``nprobe`` here: the search breadth being tuned
-            if selector is not None:  # as for IVF below: fewer allowed nodes, wider search
-                ef = min(ef * math.ceil(len(self) / max(count, 1)), 4096)
+            if filter is not None:  # as for IVF below: fewer allowed nodes, wider search
+                ef = min(ef * math.ceil(total / max(count, 1)), 4096)
+            elif selector is not None:  # tombstones: widen by the share of the graph left
+                ef = min(math.ceil(ef * total / max(count, 1)), 4096)
             params = faiss.SearchParametersHNSW()  # type: ignore[attr-defined]
             params.efSearch = max(ef, k)
             if selector is not None:
@@ -460,7 +572,7 @@ class ThreadIndex:
             # A selective filter leaves few members in each probed list: probe more lists,
             # in proportion, so the k nearest allowed threads are still among those scanned.
             if selector is not None:
-                probe = math.ceil(probe * len(self) / max(count, 1))
+                probe = math.ceil(probe * total / max(count, 1))
             params = faiss.SearchParametersIVF()
             params.nprobe = min(probe, self.spec.nlist)
             if selector is not None:
@@ -522,6 +634,7 @@ class ThreadIndex:
         return {
             "format_version": FORMAT_VERSION, "dim": self.dim, "model_name": self.model_name,
             "model_version": self.model_version, "count": len(self), "next_id": self._next_id,
+            "tombstones": len(self._tombstones),
             "type": self.spec.kind, "spec": asdict(self.spec),
             "factory": self.spec.factory(self.dim), "nprobe": self.nprobe,
             "ef_search": self.ef_search,
@@ -583,10 +696,11 @@ class ThreadIndex:
             # The root of an IndexStore: open its live version.
             directory = directory / "versions" / pointer.read_text().strip()
         info = cls.read_info(directory)
-        if info.get("format_version") != FORMAT_VERSION:
+        if info.get("format_version") not in READABLE_FORMATS:
             raise ThreadIndexError(
                 f"index in {directory} has format {info.get('format_version')!r}; this amlbot "
-                f"reads format {FORMAT_VERSION}: rebuild it with `amlbot index build`"
+                f"reads formats {', '.join(map(str, READABLE_FORMATS))}: rebuild it with "
+                f"`amlbot index build`"
             )
         if model_name is not None and info["model_name"] != model_name:
             raise ThreadIndexError(
@@ -620,7 +734,9 @@ class ThreadIndex:
             index._index = faiss.read_index(str(directory / INDEX_FILE), flags)
         except RuntimeError as error:
             raise ThreadIndexError(f"cannot read {directory / INDEX_FILE}: {error}") from error
-        if int(index._index.d) != index.dim or int(index._index.ntotal) != int(info["count"]):
+        tombstones = int(info.get("tombstones", 0))
+        if (int(index._index.d) != index.dim
+                or int(index._index.ntotal) != int(info["count"]) + tombstones):
             raise ThreadIndexError(f"{directory / INDEX_FILE} does not match info.json")
         index._next_id = int(info["next_id"])
         index.nprobe = int(info.get("nprobe", 1))
@@ -631,8 +747,16 @@ class ThreadIndex:
         # immutable=1: a published version never changes, so readers need no locks at all.
         index._db = sqlite3.connect(f"file:{db_path}?mode=ro&immutable=1", uri=True,
                                     check_same_thread=False)
+        if index._db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table'"
+                             " AND name = 'tombstones'").fetchone():  # not in format 2
+            index._tombstones = np.fromiter(
+                (r for (r,) in index._db.execute("SELECT row FROM tombstones ORDER BY row")),
+                dtype=np.int64)
+        if len(index._tombstones) != tombstones:
+            raise ThreadIndexError(f"{directory / META_FILE} has {len(index._tombstones)} "
+                                   f"tombstones, info.json says {tombstones}")
         index._source_dir = directory
-        index._mapped = True
+        index._mapped = index._db_mapped = True
         return index
 
     def close(self) -> None:

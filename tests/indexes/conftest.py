@@ -38,6 +38,22 @@ def title_corpus(_session_data_dir: Path, encoder: Encoder) -> tuple[np.ndarray,
 
 
 @pytest.fixture(scope="session")
+def title_corpus_3k(_session_data_dir: Path, encoder: Encoder,
+                    title_corpus: tuple[np.ndarray, list[ThreadMeta]]) -> tuple[
+        np.ndarray, list[ThreadMeta]]:
+    """The first 3,000 so_tags titles and their MiniLM vectors (the first 800 are
+    ``title_corpus``'s): enough for an HNSW graph with several levels."""
+    from nlp_core.corpora import load_so_tags
+
+    vectors, metas = title_corpus
+    titles, tags = load_so_tags(_session_data_dir / "datasets" / "so_tags" / "train.tsv")
+    more = [ThreadMeta(str(1000 + i), titles[i].strip(), tuple(tags[i]), "so_tags")
+            for i in range(N_TITLES, 3000)]
+    return (np.concatenate([vectors, encoder.encode([m.title for m in more])]),
+            metas + more)
+
+
+@pytest.fixture(scope="session")
 def source_tsv(title_corpus: tuple[np.ndarray, list[ThreadMeta]],
                tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The first 240 titles as a post_id<TAB>title<TAB>tags file (the `index build` format)."""

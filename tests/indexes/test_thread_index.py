@@ -1,15 +1,25 @@
-"""ThreadIndex: index types, tag filters, add/remove against a rebuild, and bad input."""
+"""ThreadIndex: index types, tag filters, add/remove (HNSW: tombstones) against a rebuild, and bad
+input."""
 
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from indexes import Hit, ThreadIndex, ThreadIndexError, ThreadMeta
-from indexes.thread_index import FLAT_MAX, choose_spec, exact_topk, recall_at_k
+from indexes.store import IndexStore
+from indexes.thread_index import (
+    FLAT_MAX,
+    HNSW_EF_CONSTRUCTION,
+    choose_spec,
+    exact_topk,
+    recall_at_k,
+    sha256_file,
+)
 
 MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 Corpus = tuple[np.ndarray, list[ThreadMeta]]
@@ -23,6 +33,7 @@ def test_choose_spec_follows_the_size() -> None:
     assert choose_spec(FLAT_MAX - 1, 384).kind == "flat"
     one_million = choose_spec(1_000_000, 384)
     assert one_million.kind == "hnsw-sq8" and one_million.factory(384) == "HNSW32,SQ8"
+    assert one_million.hnsw_ef_construction == HNSW_EF_CONSTRUCTION
     five_million = choose_spec(5_000_000, 384)
     assert five_million.kind == "ivf-sq8" and five_million.nlist == 4096
     assert five_million.factory(384) == "IVF4096_HNSW32,SQ8"
@@ -81,8 +92,7 @@ def test_ivf_tunes_on_held_out_queries_when_given(title_corpus: Corpus) -> None:
     assert recall_at_k(exact_topk(vectors[:700], held_out, 10).tolist(), rows.tolist()) >= 0.85
 
 
-def test_hnsw_reaches_its_tuned_recall_and_refuses_removal(title_corpus: Corpus,
-                                                           tmp_path: Path) -> None:
+def test_hnsw_reaches_its_tuned_recall(title_corpus: Corpus, tmp_path: Path) -> None:
     vectors, metas = title_corpus
     tune, held_out = vectors[700:750], vectors[750:]
     index = ThreadIndex.build(vectors[:700], metas[:700], MODEL, kind="hnsw-sq8",
@@ -96,8 +106,125 @@ def test_hnsw_reaches_its_tuned_recall_and_refuses_removal(title_corpus: Corpus,
     assert recall_at_k(exact_topk(vectors[:700], held_out, 10).tolist(), rows.tolist()) >= 0.85
     filtered = opened.search(held_out[:20], k=5, filter=["javascript"])
     assert all("javascript" in hit.meta.tags for hits in filtered for hit in hits)
-    with pytest.raises(ThreadIndexError, match="cannot remove"):
-        opened.remove([1])
+
+
+def _post_ids(hits: list[list[Hit]]) -> list[list[str | None]]:
+    return [[hit.meta.post_id for hit in row] for row in hits]
+
+
+def test_hnsw_add_and_remove_match_a_rebuild(title_corpus_3k: Corpus, tmp_path: Path) -> None:
+    """Removal from an HNSW graph leaves tombstones: searches skip them, before and after
+    save/open and publishing, with and without a tag filter, like a rebuild without them."""
+    vectors, metas = title_corpus_3k
+    drop = sorted(set(range(2000, 2300)) | set(range(0, 2000, 50)))  # 340 of 2400: 14 %
+    keep = [row for row in range(2400) if row not in set(drop)]
+    new, queries = slice(2400, 2700), vectors[2700:3000]
+    grown = ThreadIndex.build(vectors[:2400], metas[:2400], MODEL, kind="hnsw-sq8",
+                              tune_queries=vectors[2700:2750])
+    grown.save(tmp_path / "v1")
+    edited = ThreadIndex.open(tmp_path / "v1", MODEL)  # memory-mapped
+    assert edited.remove(drop) == 340 and edited.remove(drop[:5]) == 0
+    assert len(edited) == 2060 and edited.tombstones == 340
+    assert edited.add(vectors[new], metas[new]) == list(range(2400, 2700))
+    assert len(edited) == 2360 and edited.tombstones == 340
+    rest_vectors = np.concatenate([vectors[keep], vectors[new]])
+    rest_metas = [metas[row] for row in keep] + metas[new]
+    exact = ThreadIndex.build(rest_vectors, rest_metas, MODEL, kind="flat")
+    rebuilt = ThreadIndex.build(rest_vectors, rest_metas, MODEL, kind="hnsw-sq8",
+                                tune_queries=vectors[2700:2750])
+    truth = _post_ids(exact.search(queries, 10))
+    removed_ids = {metas[row].post_id for row in drop}
+    got = edited.search(queries, 10)
+    assert not removed_ids & {p for row in _post_ids(got) for p in row}
+    assert all(len(row) == 10 for row in got)
+    # at their tuned ef_search, as close to exact search as the rebuilt graph is
+    rebuilt_recall = recall_at_k(truth, _post_ids(rebuilt.search(queries, 10)))
+    edited_recall = recall_at_k(truth, _post_ids(got))
+    assert edited_recall >= min(rebuilt_recall, 0.95) - 0.02, (edited_recall, rebuilt_recall)
+    # a wide search gives the rebuild's answers (SQ8 codes reorder near ties: compare as sets)
+    edited.ef_search = rebuilt.ef_search = 256
+    wide = edited.search(queries, 10)
+    assert recall_at_k(_post_ids(rebuilt.search(queries, 10)), _post_ids(wide)) >= 0.97
+    assert recall_at_k(truth, _post_ids(wide)) >= 0.97
+    # a tag filter and the tombstones together
+    tagged = edited.search(queries, 10, filter=["javascript"])
+    assert all(hits for hits in tagged)
+    assert all("javascript" in hit.meta.tags for hits in tagged for hit in hits)
+    assert not removed_ids & {p for row in _post_ids(tagged) for p in row}
+    want = _post_ids(exact.search(queries, 10, filter=["javascript"]))
+    assert recall_at_k(want, _post_ids(tagged)) >= 0.95
+    # a removed thread added again gets a new row and is found
+    again_row = edited.add(vectors[2100:2101], metas[2100:2101])
+    assert again_row == [2700] and edited.rows_of([metas[2100].post_id or ""]) == [2700]
+    top = edited.search(vectors[2100], 1)[0][0]
+    assert top.row == 2700 and top.meta == metas[2100]
+    assert len(edited) == 2361 and edited.tombstones == 340
+    # the tombstones are saved, and published versions keep them
+    before = _titles(edited.search(queries, 10))
+    edited.save(tmp_path / "v2")
+    info = json.loads((tmp_path / "v2" / "info.json").read_text())
+    assert info["count"] == 2361 and info["tombstones"] == 340 and info["format_version"] == 3
+    reopened = ThreadIndex.open(tmp_path / "v2", MODEL)
+    assert len(reopened) == 2361 and reopened.tombstones == 340
+    assert _titles(reopened.search(queries, 10)) == before
+    store = IndexStore(tmp_path / "store")
+    store.publish(reopened)
+    live = store.open(MODEL)
+    assert len(live) == 2361 and live.tombstones == 340
+    assert _titles(live.search(queries, 10)) == before
+    assert _titles(live.search(queries, 10, filter=["javascript"])) \
+        == _titles(edited.search(queries, 10, filter=["javascript"]))
+    old = ThreadIndex.open(tmp_path / "v1", MODEL)  # the old version is untouched
+    assert len(old) == 2400 and old.tombstones == 0
+
+
+def test_hnsw_compacts_once_tombstones_pass_their_share(title_corpus_3k: Corpus,
+                                                        tmp_path: Path) -> None:
+    vectors, metas = title_corpus_3k
+    index = ThreadIndex.build(vectors[:2400], metas[:2400], MODEL, kind="hnsw-sq8",
+                              tune_queries=vectors[2700:2750])
+    index.save(tmp_path / "v1")
+    edited = ThreadIndex.open(tmp_path / "v1", MODEL)
+    assert edited.remove(range(0, 2400, 5)) == 480 and edited.tombstones == 480  # 20 %: kept
+    assert edited.remove([1]) == 1  # past TOMBSTONE_SHARE_MAX: the graph is rebuilt
+    assert edited.tombstones == 0 and len(edited) == 1919
+    assert edited.compact() == 0
+    kept = [row for row in range(2400) if row % 5 and row != 1]
+    exact = ThreadIndex.build(vectors[kept], [metas[row] for row in kept], MODEL, kind="flat")
+    queries = vectors[2700:3000]
+    edited.ef_search = 256
+    got = edited.search(queries, 10)
+    assert {hit.row for row in got for hit in row} <= set(kept)  # row ids stay
+    assert recall_at_k(_post_ids(exact.search(queries, 10)), _post_ids(got)) >= 0.97
+    edited.save(tmp_path / "v2")
+    reopened = ThreadIndex.open(tmp_path / "v2", MODEL)
+    assert reopened.tombstones == 0 and len(reopened) == 1919
+    reopened.ef_search = 256
+    assert _titles(reopened.search(queries, 10)) == _titles(got)
+
+
+def test_format_2_indexes_still_open_and_take_removals(title_corpus: Corpus,
+                                                       tmp_path: Path) -> None:
+    """An HNSW index saved before tombstones existed (format 2: no such table) opens, and a
+    removal then records its tombstones."""
+    vectors, metas = title_corpus
+    directory = tmp_path / "old"
+    ThreadIndex.build(vectors[:700], metas[:700], MODEL, kind="hnsw-sq8").save(directory)
+    meta = directory / "meta.sqlite3"
+    with sqlite3.connect(meta) as db:
+        db.execute("DROP TABLE tombstones")
+    db.close()
+    info = json.loads((directory / "info.json").read_text())
+    del info["tombstones"]
+    info["format_version"] = 2
+    info["files"]["meta.sqlite3"] = {"sha256": sha256_file(meta), "bytes": meta.stat().st_size}
+    (directory / "info.json").write_text(json.dumps(info))
+    old = ThreadIndex.open(directory, MODEL)
+    assert len(old) == 700 and old.tombstones == 0
+    assert old.remove([3, 4]) == 2 and len(old) == 698
+    assert {hit.row for hit in old.search(vectors[3:5], 5)[0]}.isdisjoint({3, 4})
+    old.save(tmp_path / "new")
+    assert ThreadIndex.open(tmp_path / "new", MODEL).tombstones == 2
 
 
 @pytest.mark.parametrize("kind", ["flat", "ivf-sq8"])

@@ -81,10 +81,11 @@ def test_linear_scorer_equals_the_sparse_matmul(titles: tuple[list[str], list[st
 
 
 def test_unsupported_vectorisers_are_refused() -> None:
+    texts = ["apple banana", "banana cherry"]
     with pytest.raises(ValueError, match="stop words"):
-        FrozenTfidf.from_sklearn(TfidfVectorizer(stop_words="english").fit(["apple banana", "banana cherry"]))
+        FrozenTfidf.from_sklearn(TfidfVectorizer(stop_words="english").fit(texts))
     with pytest.raises(ValueError, match="L2"):
-        FrozenTfidf.from_sklearn(TfidfVectorizer(norm="l1").fit(["apple banana", "banana cherry"]))
+        FrozenTfidf.from_sklearn(TfidfVectorizer(norm="l1").fit(texts))
     with pytest.raises(ValueError, match="tokenizer"):
         FrozenTfidf(analyzer="word", ngram_range=(1, 1), lowercase=True, idf=None,
                     sublinear_tf=False, vocabulary={})
