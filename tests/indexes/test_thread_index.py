@@ -92,6 +92,29 @@ def test_ivf_tunes_on_held_out_queries_when_given(title_corpus: Corpus) -> None:
     assert recall_at_k(exact_topk(vectors[:700], held_out, 10).tolist(), rows.tolist()) >= 0.85
 
 
+def test_tuning_aims_above_the_target_and_settles_near_the_best_when_out_of_reach(
+        title_corpus: Corpus) -> None:
+    from indexes.thread_index import TUNE_MARGIN
+
+    vectors, metas = title_corpus
+    tune = vectors[700:750]
+    index = ThreadIndex.build(vectors[:700], metas[:700], MODEL, kind="ivf-sq8",
+                              target_recall=0.9, tune_queries=tune)
+    assert index.tuned_recall is not None and index.tuned_recall >= 0.9 + TUNE_MARGIN
+
+    def recall_at(nprobe: int) -> float:
+        index.nprobe = nprobe
+        _, rows = index.search_rows(tune, 10)
+        return recall_at_k(exact_topk(vectors[:700], tune, 10).tolist(), rows.tolist())
+
+    # a target SQ8 codes cannot reach: not every list, but the cheapest nprobe near the best
+    chosen = index.tune(vectors[:700], target_recall=1.0, queries=tune)
+    best = recall_at(index.spec.nlist)
+    assert recall_at(chosen) >= best - 0.005
+    powers_below = [2 ** i for i in range(16) if 2 ** i < chosen]  # all on the tuning ladder
+    assert all(recall_at(smaller) < best - 0.005 for smaller in powers_below)
+
+
 def test_hnsw_reaches_its_tuned_recall(title_corpus: Corpus, tmp_path: Path) -> None:
     vectors, metas = title_corpus
     tune, held_out = vectors[700:750], vectors[750:]
