@@ -1,6 +1,6 @@
-"""Trained linear text models on disk: ``model.json`` (version stamp and settings), frozen
-TF-IDF vectorisers (JSON + ``.npy``) and weight arrays (``.npy``). Nothing is pickled, so a model
-dir is safe to read and loading needs no scikit-learn."""
+"""Trained linear text models on disk: ``model.json`` (version stamp and settings), the frozen
+word and char TF-IDF vectorisers (JSON + ``.npy``) and the weights (``.npy``). Nothing is
+pickled, so a model dir is safe to read and loading needs no scikit-learn."""
 
 from __future__ import annotations
 
@@ -11,36 +11,37 @@ from typing import Any
 
 import numpy as np
 
+from nlp_core.text import tokenize
 from nlp_core.tfidf import FrozenTfidf
 
+TextModelParts = tuple[dict[str, Any], FrozenTfidf, FrozenTfidf, np.ndarray, np.ndarray]
 
-def save_model(directory: Path, name: str, version: str, *,
-               vectorizers: dict[str, FrozenTfidf], arrays: dict[str, np.ndarray],
-               **details: Any) -> Path:
-    """Write a model: each vectoriser and array under its key, and the ``model.json`` stamp
-    (name, version, creation time, ``details``) last, so a half-written dir never loads."""
+
+def save_text_model(directory: Path, name: str, version: str, *, word: FrozenTfidf,
+                    char: FrozenTfidf, coef: np.ndarray, intercept: np.ndarray,
+                    **details: Any) -> Path:
+    """Write a model's vectorisers and weights, and the ``model.json`` stamp (name, version,
+    creation time, ``details``) last, so a half-written dir never loads."""
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "model.json").unlink(missing_ok=True)
     (directory / "model.joblib").unlink(missing_ok=True)  # the pickled format before v2
-    for key, vectorizer in vectorizers.items():
-        vectorizer.save(directory, key)
-    for key, array in arrays.items():
-        np.save(directory / f"{key}.npy", array, allow_pickle=False)
+    word.save(directory, "word")
+    char.save(directory, "char")
+    np.save(directory / "coef.npy", coef, allow_pickle=False)
+    np.save(directory / "intercept.npy", intercept, allow_pickle=False)
     stamp = {"model": name, "version": version,
              "created": datetime.now(UTC).isoformat(timespec="seconds"), **details}
     (directory / "model.json").write_text(json.dumps(stamp, indent=2) + "\n")
     return directory
 
 
-def read_stamp(directory: Path, name: str, version: str) -> dict[str, Any]:
-    """``model.json`` of ``directory``; ``ValueError`` unless it names ``name`` at ``version``."""
+def load_text_model(directory: Path, name: str, version: str) -> TextModelParts:
+    """``(stamp, word, char, coef, intercept)`` of a model written by :func:`save_text_model`;
+    ``ValueError`` unless its stamp names ``name`` at ``version``."""
     stamp: dict[str, Any] = json.loads((directory / "model.json").read_text())
     if stamp.get("model") != name or stamp.get("version") != version:
         raise ValueError(f"{directory}: not a {name} v{version} model: {stamp}")
-    return stamp
-
-
-def load_array(directory: Path, key: str) -> np.ndarray:
-    """An array written by :func:`save_model` (``allow_pickle=False``)."""
-    array: np.ndarray = np.load(directory / f"{key}.npy", allow_pickle=False)
-    return array
+    return (stamp, FrozenTfidf.load(directory, "word", tokenize),
+            FrozenTfidf.load(directory, "char"),
+            np.load(directory / "coef.npy", allow_pickle=False),
+            np.load(directory / "intercept.npy", allow_pickle=False))

@@ -325,13 +325,12 @@ class TagClassifier:
     # --- persistence -------------------------------------------------------------------------
     def save(self, directory: Path, metrics: dict[str, Any] | None = None) -> Path:
         """Write the model (JSON and ``.npy``, see :mod:`nlp_core.artifacts`) to ``directory``."""
-        from nlp_core.artifacts import save_model
+        from nlp_core.artifacts import save_text_model
 
         self._check_fitted()
-        return save_model(
-            directory, MODEL_NAME, MODEL_VERSION,
-            vectorizers={"word": self.word_tfidf_, "char": self.char_tfidf_},
-            arrays={"coef": self.coef_, "intercept": self.intercept_},
+        return save_text_model(
+            directory, MODEL_NAME, MODEL_VERSION, word=self.word_tfidf_, char=self.char_tfidf_,
+            coef=self.coef_, intercept=self.intercept_,
             tags=[str(c) for c in self.classes_], n_train=self.n_train_,
             n_tags=len(self.classes_), use_embeddings=self.use_embeddings,
             threshold=self.threshold_, sigmoid_scale=self.sigmoid_scale_,
@@ -346,14 +345,13 @@ class TagClassifier:
     @classmethod
     def load(cls, directory: Path) -> TagClassifier:
         """Load a model written by :meth:`save` (no pickles, no scikit-learn import)."""
-        from nlp_core.artifacts import load_array, read_stamp
+        from nlp_core.artifacts import load_text_model
 
-        stamp = read_stamp(directory, MODEL_NAME, MODEL_VERSION)
+        stamp, word, char, coef, intercept = load_text_model(directory, MODEL_NAME,
+                                                             MODEL_VERSION)
         model = cls(**stamp["params"])
-        model.word_tfidf_ = FrozenTfidf.load(directory, "word", tokenize)
-        model.char_tfidf_ = FrozenTfidf.load(directory, "char")
-        model.coef_ = load_array(directory, "coef")
-        model.intercept_ = load_array(directory, "intercept")
+        model.word_tfidf_, model.char_tfidf_ = word, char
+        model.coef_, model.intercept_ = coef, intercept
         model.classes_ = np.asarray(stamp["tags"])
         model.threshold_ = float(stamp["threshold"])
         model.sigmoid_scale_ = float(stamp["sigmoid_scale"])
