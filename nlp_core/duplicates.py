@@ -4,7 +4,8 @@ The ranker embeds titles with the MiniLM :class:`~nlp_core.encoder.Encoder`, pas
 through a linear adapter learned on labelled duplicate pairs (a contrastive loss on frozen
 embeddings: seconds on a CPU, where fine-tuning the transformer takes the better part of an hour),
 and may add a weighted BM25 score. It also learns the cosine threshold that best separates
-duplicate from non-duplicate pairs.
+duplicate from non-duplicate pairs. For ranking within a corpus, a learned re-ranker
+(:mod:`nlp_core.rerank`) re-orders each query's nearest titles.
 """
 
 from __future__ import annotations
@@ -18,18 +19,21 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from bot.settings import Settings
+
+if TYPE_CHECKING:
+    from nlp_core.rerank import DuplicateReranker
 
 #: Seed of the held-out split carved from ``askubuntu_dups/train_titles.tsv``.
 SPLIT_SEED = 20261125
 #: Share of the training pairs held out for evaluation (never seen by the shipped model).
 HOLDOUT_FRACTION = 0.2
 MODEL_DIRNAME = "duplicates"
-MODEL_VERSION = 1
+MODEL_VERSION = 2
 PAIRS_DATASET = "askubuntu_dups/train_titles.tsv"
 
 Progress = Callable[[float, str], None]
@@ -204,6 +208,8 @@ class DuplicateRanker:
     ``adapter``: learn a linear map of the frozen MiniLM embeddings from the duplicate pairs
     (in-batch and mined hard negatives, both directions). ``bm25_weight``: weight of min-max
     normalised BM25 in a convex combination with the (min-max normalised) cosine; 0 turns it off.
+    ``rerank``: also fit a :class:`~nlp_core.rerank.DuplicateReranker` on the raw vectors, used
+    by :meth:`corpus_scorer`.
     """
 
     adapter_: np.ndarray | None
@@ -213,11 +219,12 @@ class DuplicateRanker:
     train_accuracy_: float
     fit_seconds_: float
     stamp_: dict[str, Any]
+    reranker_: DuplicateReranker | None
 
     def __init__(self, model_path: Path | str | None = None, *, adapter: bool = True,
                  epochs: int = 3, learning_rate: float = 1e-3, batch_size: int = 256,
                  scale: float = 20.0, hard_negatives: bool = True, bm25_weight: float = 0.0,
-                 seed: int = 0) -> None:
+                 rerank: bool = True, seed: int = 0) -> None:
         self.model_path = model_path
         self.adapter = adapter
         self.epochs = epochs
@@ -226,6 +233,7 @@ class DuplicateRanker:
         self.scale = scale
         self.hard_negatives = hard_negatives
         self.bm25_weight = bm25_weight
+        self.rerank = rerank
         self.seed = seed
 
     # --- encoding -------------------------------------------------------------------------
@@ -266,7 +274,7 @@ class DuplicateRanker:
     # --- training -------------------------------------------------------------------------
     def fit(self, pairs: Sequence[TitlePair], cache_dir: Path | None = None,
             progress: Progress | None = None) -> DuplicateRanker:
-        """Learn the adapter and the duplicate threshold from labelled pairs."""
+        """Learn the adapter, the duplicate threshold and the re-ranker from labelled pairs."""
         started = time.perf_counter()
         titles = sorted({t for p in pairs for t in (p.title1, p.title2)})
         position = {t: i for i, t in enumerate(titles)}
@@ -295,6 +303,14 @@ class DuplicateRanker:
         # the zero-shot encoder's own threshold, so evaluations can compare like with like
         raw_sims = (raw[first] * raw[second]).sum(axis=1)
         self.raw_threshold_, _ = best_threshold(raw_sims, labels)
+        self.reranker_ = None
+        if self.rerank and duplicates:
+            if progress:
+                progress(0.8, "training the re-ranker")
+            from nlp_core.rerank import DuplicateReranker
+
+            self.reranker_ = DuplicateReranker(seed=self.seed).fit(
+                pairs, lambda ts: raw[[position[t] for t in ts]])
         self.fit_seconds_ = time.perf_counter() - started
         if progress:
             progress(1.0, "duplicate ranker trained")
@@ -373,6 +389,18 @@ class DuplicateRanker:
         return (1 - self.bm25_weight) * minmax_rows(dense) + \
             self.bm25_weight * minmax_rows(lexical)
 
+    def corpus_scorer(self, titles: Sequence[str], raw: np.ndarray,
+                      bm25: Bm25 | None = None) -> Callable[[np.ndarray], np.ndarray]:
+        """``scorer(query_rows)``: scores of those rows of ``titles`` against all of them, from
+        their raw encoder vectors ``raw``. The re-ranker when there is one, else the adapter's
+        cosine (with BM25 when weighted)."""
+        reranker = getattr(self, "reranker_", None)
+        if reranker is not None:
+            return reranker.scorer(titles, raw)
+        vectors = self.transform(raw)
+        return lambda rows: self.score_matrix(vectors[rows], vectors,
+                                              [titles[r] for r in rows], bm25)
+
     def pair_similarity(self, first: Sequence[str], second: Sequence[str],
                         cache_dir: Path | None = None) -> np.ndarray:
         """Cosine in the ranking space of each ``(first[i], second[i])``."""
@@ -392,11 +420,18 @@ class DuplicateRanker:
                 "adapter": self.adapter, "epochs": self.epochs,
                 "learning_rate": self.learning_rate, "batch_size": self.batch_size,
                 "scale": self.scale, "hard_negatives": self.hard_negatives,
-                "bm25_weight": self.bm25_weight, "seed": self.seed}
+                "bm25_weight": self.bm25_weight, "rerank": self.rerank, "seed": self.seed}
 
     def save(self, directory: Path, metrics: dict[str, Any] | None = None) -> None:
-        """Write ``adapter.npy`` and ``version.json`` (name, version, created, metrics)."""
+        """Write ``adapter.npy``, ``reranker/`` and ``version.json`` (name, version, created,
+        metrics)."""
+        import shutil
+
         directory.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(directory / "reranker", ignore_errors=True)
+        reranker = getattr(self, "reranker_", None)
+        if reranker is not None:
+            reranker.save(directory / "reranker")
         adapter = getattr(self, "adapter_", None)
         if adapter is not None:
             np.save(directory / "adapter.npy", adapter)
@@ -427,6 +462,13 @@ class DuplicateRanker:
         ranker.adapter_ = np.load(adapter_path, allow_pickle=False) \
             if adapter_path.is_file() else None
         ranker.adapter_digest_ = stamp.get("adapter_digest")
+        reranker_dir = directory / "reranker"
+        if (reranker_dir / "model.txt").is_file():
+            from nlp_core.rerank import DuplicateReranker
+
+            ranker.reranker_ = DuplicateReranker.load(reranker_dir)
+        else:
+            ranker.reranker_ = None
         ranker.threshold_ = float(stamp["threshold"])
         ranker.raw_threshold_ = float(stamp.get("raw_threshold", stamp["threshold"]))
         ranker.train_accuracy_ = float(stamp.get("train_accuracy", 0.0))

@@ -77,7 +77,8 @@ def threads() -> None:
 
 @app.command("duplicates")
 def duplicates() -> None:
-    """Duplicate ranker (MiniLM + adapter) on the training part of the AskUbuntu pairs."""
+    """Duplicate ranker (MiniLM + adapter + re-ranker) on the training part of the AskUbuntu
+    pairs."""
     from bot.settings import get_settings
     from nlp_core.duplicates import model_dir, train_duplicates
 

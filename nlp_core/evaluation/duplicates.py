@@ -1,8 +1,9 @@
 """Evaluate duplicate-question ranking on a ``label<TAB>title1<TAB>title2`` file.
 
 For every duplicate pair, ``title2`` is ranked among all distinct titles of the file (both
-columns, every pair) given ``title1``, which is itself left out. The shipped ranker, zero-shot
-all-MiniLM-L6-v2 and BM25 run side by side on the same titles. Pair accuracy (duplicate or not,
+columns, every pair) given ``title1``, which is itself left out. The shipped ranker (its
+re-ranker over the file's titles), its adapter alone, zero-shot all-MiniLM-L6-v2 and BM25 run
+side by side on the same titles. Pair accuracy (duplicate or not,
 on all pairs) uses the cosine threshold each model learned on training pairs.
 
 Writes ``duplicates_report.json``, a Hits@k curve PNG and ``duplicates_errors.json`` (the pairs
@@ -140,11 +141,12 @@ def run(data: Path | None, model_dir: Path | None, out_dir: Path,
     def dense(vectors: np.ndarray) -> Scorer:
         return lambda rows: vectors[rows] @ vectors.T
 
-    def shipped_scores(rows: np.ndarray) -> np.ndarray:
-        return ranker.score_matrix(shipped[rows], shipped, [titles[r] for r in rows], bm25)
-
-    systems: dict[str, Scorer] = {
-        "shipped": shipped_scores,
+    shipped_scores = ranker.corpus_scorer(titles, raw, bm25)
+    systems: dict[str, Scorer] = {"shipped": shipped_scores}
+    if getattr(ranker, "reranker_", None) is not None:
+        systems["adapter"] = lambda rows: ranker.score_matrix(
+            shipped[rows], shipped, [titles[r] for r in rows], bm25)
+    systems |= {
         "minilm_zero_shot": dense(raw),
         "bm25": lambda rows: bm25.scores([titles[r] for r in rows]),
     }

@@ -111,6 +111,17 @@ def test_ranker_fits_saves_and_loads(encoder: Encoder, real_pairs: tuple[list[Ti
     assert np.allclose(loaded.embed(["grub rescue prompt"]), ranker.embed(["grub rescue prompt"]))
     assert loaded.threshold_ == pytest.approx(ranker.threshold_)
     assert loaded.name == ranker.name and "+adapter:" in loaded.name
+    # the re-ranker travels with the ranker and scores a corpus the same after loading
+    assert ranker.reranker_ is not None and loaded.reranker_ is not None
+    titles = sorted({t for p in train[:60] for t in (p.title1, p.title2)})
+    raw = encoder.encode(titles)
+    rows = np.arange(4)
+    assert np.allclose(loaded.corpus_scorer(titles, raw)(rows),
+                       ranker.corpus_scorer(titles, raw)(rows), atol=1e-5)
+    without = DuplicateRanker(epochs=1, rerank=False).set_encoder(encoder).fit(train[:100])
+    assert without.reranker_ is None
+    assert np.allclose(without.corpus_scorer(titles, raw)(rows),
+                       without.transform(raw)[rows] @ without.transform(raw).T, atol=1e-5)
 
 
 def test_eval_run_writes_report(encoder: Encoder, real_pairs: tuple[list[TitlePair],
@@ -125,7 +136,7 @@ def test_eval_run_writes_report(encoder: Encoder, real_pairs: tuple[list[TitlePa
         for p in held), encoding="utf-8")
     metrics = run(data, tmp_path / "model", tmp_path / "out", Settings(data_dir=tmp_path / "d"))
     assert metrics["duplicate_pairs"] == sum(p.duplicate for p in held)
-    for name in ("shipped", "minilm_zero_shot", "bm25"):
+    for name in ("shipped", "adapter", "minilm_zero_shot", "bm25"):
         system = metrics["systems"][name]
         assert 0.0 <= system["hits@1"] <= system["hits@5"] <= system["hits@10"] <= 1.0
     # among ~300 titles, a real encoder finds most duplicates in its top 10
