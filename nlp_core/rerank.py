@@ -234,6 +234,26 @@ class DuplicateReranker:
         self.memory_ = DuplicateMemory(pairs, vectors_of)
         return self
 
+    def remember(self, pairs: Sequence[TitlePair],
+                 vectors_of: VectorLookup) -> DuplicateReranker:
+        """Add labelled duplicate pairs to the memory; the learned model is unchanged."""
+        from nlp_core.duplicates import TitlePair
+
+        memory = self.memory_
+        known = set(memory.pairs)
+        fresh = [(p.title1, p.title2) for p in pairs
+                 if p.duplicate and (p.title1, p.title2) not in known]
+        missing = sorted({t for pair in fresh for t in pair} - set(memory.row))
+        added = dict(zip(missing, vectors_of(missing), strict=True)) if missing else {}
+
+        def lookup(titles: Sequence[str]) -> np.ndarray:
+            return np.asarray([memory.vectors[memory.row[t]] if t in memory.row else added[t]
+                               for t in titles], dtype=np.float32)
+
+        self.memory_ = DuplicateMemory(
+            [TitlePair(True, a, b) for a, b in [*memory.pairs, *dict.fromkeys(fresh)]], lookup)
+        return self
+
     def _training_block(self, held: Sequence[TitlePair], memory: DuplicateMemory,
                         vectors_of: VectorLookup) -> tuple[np.ndarray, np.ndarray, list[int]]:
         titles = sorted({t for p in held for t in (p.title1, p.title2)})

@@ -132,6 +132,9 @@ def run(data: Path | None, model_dir: Path | None, out_dir: Path,
     ranker = DuplicateRanker.load(model_dir) if model_dir is not None \
         else load_or_train_duplicates(settings)
     titles = sorted({t for p in pairs for t in (p.title1, p.title2)})
+    reranker = getattr(ranker, "reranker_", None)
+    if data is not None and reranker is not None:
+        _remember_all_pairs(ranker, pairs, settings)
     started = time.perf_counter()
     raw = ranker._encoder().encode_cached(titles, cache_dir(settings))
     encode_seconds = time.perf_counter() - started
@@ -172,6 +175,7 @@ def run(data: Path | None, model_dir: Path | None, out_dir: Path,
         "systems": results,
         "pairs": len(pairs), "duplicate_pairs": len(duplicates), "titles": len(titles),
         "queries": len({p.title1 for p in duplicates}),
+        "memory_pairs": len(reranker.memory_) if reranker is not None else 0,
         "data": str(path) if data is not None else f"{path} (held-out split)",
         "model": {k: getattr(ranker, "stamp_", {}).get(k)
                   for k in ("name", "version", "created", "fit_seconds", "params")},
@@ -182,6 +186,26 @@ def run(data: Path | None, model_dir: Path | None, out_dir: Path,
     figure = hits_curve_figure(curves, f"Duplicate ranking among {len(titles)} titles")
     write_report(out_dir, "duplicates", metrics, errors, figure, figure_name="hits_at_k")
     return metrics
+
+
+def _remember_all_pairs(ranker: DuplicateRanker, pairs: Sequence[TitlePair],
+                        settings: Settings) -> None:
+    """Evaluating a file of its own, the re-ranker may remember every labelled pair we have
+    (the held-out split too), except those in the file."""
+    from bot.data import MissingDataError, require
+    from nlp_core.duplicates import PAIRS_DATASET
+
+    reranker = ranker.reranker_
+    try:
+        path = require(PAIRS_DATASET, settings)
+    except MissingDataError:
+        return
+    if reranker is None:
+        return
+    in_file = {(p.title1, p.title2) for p in pairs} | {(p.title2, p.title1) for p in pairs}
+    ours = [p for p in read_pairs(path) if (p.title1, p.title2) not in in_file]
+    reranker.remember(ours, lambda ts: ranker._encoder().encode_cached(
+        list(ts), cache_dir(settings)))
 
 
 def _errors(duplicates: Sequence[TitlePair], titles: Sequence[str], ranks: np.ndarray,

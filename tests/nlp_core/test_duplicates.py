@@ -147,3 +147,25 @@ def test_eval_run_writes_report(encoder: Encoder, real_pairs: tuple[list[TitlePa
     assert any(f.endswith(".json") and "report" in f for f in files)
     assert any(f.endswith(".png") for f in files)
     assert any("errors" in f for f in files)
+
+
+def test_a_file_of_its_own_is_ranked_with_all_our_pairs_but_its_own(
+        encoder: Encoder, real_pairs: tuple[list[TitlePair], list[TitlePair]],
+        tmp_path: Path) -> None:
+    from nlp_core.evaluation.duplicates import _remember_all_pairs
+
+    train, held = real_pairs
+    ranker = DuplicateRanker(epochs=1).set_encoder(encoder).fit(train[:200])
+    assert ranker.reranker_ is not None
+    known = set(ranker.reranker_.memory_.pairs)
+    ours, the_file = held[:60], held[60:120]
+    # the data dir's pair file holds pairs of its own, and one that is also in the file
+    shared = next(p for p in the_file if p.duplicate)
+    path = tmp_path / "d" / "datasets" / "askubuntu_dups" / "train_titles.tsv"
+    path.parent.mkdir(parents=True)
+    path.write_text("".join(f"{'duplicate' if p.duplicate else 'non-duplicate'}\t{p.title1}\t"
+                            f"{p.title2}\n" for p in [*ours, shared]), encoding="utf-8")
+    _remember_all_pairs(ranker, the_file, Settings(data_dir=tmp_path / "d"))
+    memory = set(ranker.reranker_.memory_.pairs)
+    assert memory == known | {(p.title1, p.title2) for p in ours if p.duplicate}
+    assert (shared.title1, shared.title2) not in memory

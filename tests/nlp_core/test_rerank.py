@@ -143,3 +143,27 @@ def test_reranker_needs_duplicates() -> None:
     table = {"a": _unit([1, 0]), "b": _unit([0, 1])}
     with pytest.raises(ValueError, match="no duplicate pairs"):
         DuplicateReranker().fit([TitlePair(False, "a", "b")], _lookup(table))
+
+
+def test_remember_adds_pairs_and_keeps_the_model(tmp_path: Path) -> None:
+    pairs, table = _clusters(2, n_canonical=40, duplicates=4)
+    lookup = _lookup(table)
+    first = [p for p in pairs if not p.duplicate or p.title2.endswith(("-0", "-1"))]
+    later = [p for p in pairs if p.duplicate and p.title2.endswith(("-2", "-3"))]
+    reranker = DuplicateReranker(depth=10, rounds=20, min_child_samples=5).fit(first, lookup)
+    model = reranker.booster_.model_to_string()
+    before = len(reranker.memory_)
+    assert before == 80
+    asked: list[str] = []
+
+    def counting(titles):
+        asked.extend(titles)
+        return lookup(titles)
+
+    reranker.remember(later + first, counting)
+    assert len(reranker.memory_) == before + len(later)  # pairs it knew are not added twice
+    assert set(asked) == {p.title2 for p in later}  # only unseen titles are encoded
+    assert reranker.booster_.model_to_string() == model
+    assert reranker.memory_.links["c2-0"] == {"d2-0-0", "d2-0-1", "d2-0-2", "d2-0-3"}
+    row = reranker.memory_.row["c2-0"]
+    assert np.allclose(reranker.memory_.vectors[row], table["c2-0"], atol=1e-6)
