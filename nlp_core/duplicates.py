@@ -53,18 +53,21 @@ def read_pairs(path: Path) -> list[TitlePair]:
     """Pairs from a ``label<TAB>title1<TAB>title2`` file (label ``duplicate|non-duplicate``)."""
     pairs: list[TitlePair] = []
     with path.open(encoding="utf-8", newline="") as handle:
-        for number, row in enumerate(csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE),
-                                     start=1):
-            if not row or not "".join(row).strip():
-                continue
-            if len(row) < 3:
-                raise ValueError(f"{path}:{number}: expected label, title1, title2")
-            label = row[0].strip().lower()
-            if label not in {"duplicate", "non-duplicate"}:
-                if number == 1:  # a header line
+        rows = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
+        try:
+            for number, row in enumerate(rows, start=1):
+                if not row or not "".join(row).strip():
                     continue
-                raise ValueError(f"{path}:{number}: unknown label {row[0]!r}")
-            pairs.append(TitlePair(label == "duplicate", row[1], row[2]))
+                if len(row) < 3:
+                    raise ValueError(f"{path}:{number}: expected label, title1, title2")
+                label = row[0].strip().lower()
+                if label not in {"duplicate", "non-duplicate"}:
+                    if number == 1:  # a header line
+                        continue
+                    raise ValueError(f"{path}:{number}: unknown label {row[0]!r}")
+                pairs.append(TitlePair(label == "duplicate", row[1], row[2]))
+        except UnicodeDecodeError as error:
+            raise ValueError(f"{path}: not UTF-8 text ({error.reason})") from None
     return pairs
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 
 import typer
 
@@ -51,3 +52,22 @@ def _quiet_third_party() -> None:
 
 
 _quiet_third_party()
+
+
+def run() -> None:
+    """The ``amlbot`` script: the Typer app, with bad input (an unreadable, malformed or
+    missing file, a wrong value) reported in one line and exit status 2 instead of a traceback.
+    ``--verbose`` keeps the traceback."""
+    from bot.data import MissingDataError
+
+    try:
+        app()
+    except (ValueError, OSError, MissingDataError) as error:
+        if "-v" in sys.argv or "--verbose" in sys.argv:
+            raise
+        if isinstance(error, UnicodeDecodeError):
+            message = f"the input is not UTF-8 text ({error.reason} at byte {error.start})"
+        else:
+            message = str(error) or type(error).__name__
+        typer.echo(f"error: {message}", err=True)
+        raise SystemExit(2) from None

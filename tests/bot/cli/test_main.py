@@ -1,0 +1,50 @@
+"""The ``amlbot`` script: bad input files end in one ``error:`` line and exit status 2."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+AMLBOT = Path(sys.executable).with_name("amlbot")
+
+
+def _amlbot(*args: str, data_dir: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "AMLBOT_DATA_DIR": str(data_dir)}
+    return subprocess.run([str(AMLBOT), *args], capture_output=True, text=True, env=env,
+                          timeout=300, check=False)
+
+
+def test_bad_input_files_get_one_line_and_status_2(tmp_path: Path) -> None:
+    not_utf8 = tmp_path / "latin1.tsv"
+    not_utf8.write_bytes(b"duplicate\tgrub \xff broken\tgrub rescue\n")
+    short = tmp_path / "short.tsv"
+    short.write_text("duplicate\tonly one title\n", encoding="utf-8")
+    routes = tmp_path / "routes.tsv"
+    routes.write_text("route\tdetail\ttext\nflying\t\thello\n", encoding="utf-8")
+    model = tmp_path / "no-model"
+    cases = [
+        (["eval", "duplicates", "--data", str(not_utf8), "--model-dir", str(model)],
+         f"error: {not_utf8}: not UTF-8 text"),
+        (["eval", "duplicates", "--data", str(short), "--model-dir", str(model)],
+         f"error: {short}:1: expected label, title1, title2"),
+        (["eval", "intent", "--data", str(routes), "--model-dir", str(model)],
+         f"error: {routes}:2: route must be one of"),
+        (["eval", "intent", "--data", str(tmp_path / "missing.tsv"), "--model-dir", str(model)],
+         "error: "),
+    ]
+    for args, expected in cases:
+        result = _amlbot(*args, data_dir=tmp_path / "data")
+        assert result.returncode == 2, (args, result.stderr)
+        assert "Traceback" not in result.stderr
+        assert result.stderr.strip().splitlines()[-1].startswith(expected), result.stderr
+
+
+def test_verbose_keeps_the_traceback(tmp_path: Path) -> None:
+    short = tmp_path / "short.tsv"
+    short.write_text("duplicate\tonly one title\n", encoding="utf-8")
+    result = _amlbot("--verbose", "eval", "duplicates", "--data", str(short), "--model-dir",
+                     str(tmp_path / "m"), data_dir=tmp_path / "data")
+    assert result.returncode != 0
+    assert "Traceback" in result.stderr and "expected label, title1, title2" in result.stderr
