@@ -14,6 +14,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 
+# LightGBM (the duplicate re-ranker) links the system's OpenMP runtime, which slim images lack.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends libgomp1 \
+    && rm -rf /var/lib/apt/lists/*
+
 # CPU-only torch first, from PyTorch's own index, so that `pip install .` finds it satisfied
 # instead of pulling the CUDA build from PyPI.
 RUN pip install --index-url https://download.pytorch.org/whl/cpu torch==2.13.0
