@@ -60,7 +60,7 @@ def neighbour_density(vectors: np.ndarray, k: int = NEIGHBOURS, chunk: int = 204
         sims = vectors[start:start + chunk] @ vectors.T
         rows = np.arange(sims.shape[0])
         sims[rows, start + rows] = -np.inf
-        out[start:start + chunk] = np.partition(-sims, k - 1, axis=1)[:, :k].mean(axis=1) * -1
+        out[start:start + chunk] = -np.partition(-sims, k - 1, axis=1)[:, :k].mean(axis=1)
     return out
 
 

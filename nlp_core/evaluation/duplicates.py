@@ -3,8 +3,8 @@
 For every duplicate pair, ``title2`` is ranked among all distinct titles of the file (both
 columns, every pair) given ``title1``, which is itself left out. The shipped ranker (its
 re-ranker over the file's titles), its adapter alone, zero-shot all-MiniLM-L6-v2 and BM25 run
-side by side on the same titles. Pair accuracy (duplicate or not,
-on all pairs) uses the cosine threshold each model learned on training pairs.
+side by side on the same titles. Pair accuracy (duplicate or not, on all pairs) uses the cosine
+threshold each model learned on training pairs.
 
 Writes ``duplicates_report.json``, a Hits@k curve PNG and ``duplicates_errors.json`` (the pairs
 whose duplicate is not in the top 10); returns the metrics.
@@ -146,7 +146,7 @@ def run(data: Path | None, model_dir: Path | None, out_dir: Path,
 
     shipped_scores = ranker.corpus_scorer(titles, raw, bm25)
     systems: dict[str, Scorer] = {"shipped": shipped_scores}
-    if getattr(ranker, "reranker_", None) is not None:
+    if reranker is not None:
         systems["adapter"] = lambda rows: ranker.score_matrix(
             shipped[rows], shipped, [titles[r] for r in rows], bm25)
     systems |= {
@@ -196,11 +196,11 @@ def _remember_all_pairs(ranker: DuplicateRanker, pairs: Sequence[TitlePair],
     from nlp_core.duplicates import PAIRS_DATASET
 
     reranker = ranker.reranker_
+    if reranker is None:
+        return
     try:
         path = require(PAIRS_DATASET, settings)
     except MissingDataError:
-        return
-    if reranker is None:
         return
     in_file = {(p.title1, p.title2) for p in pairs} | {(p.title2, p.title1) for p in pairs}
     ours = [p for p in read_pairs(path) if (p.title1, p.title2) not in in_file]
