@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -235,13 +235,3 @@ class ThreadSearcher:
             timings["encode_ms"] = 1000 * (encoded - started)
             timings["search_ms"] = 1000 * (time.perf_counter() - encoded)
         return matches
-
-
-def format_matches(matches: Sequence[ThreadMatch], language: str | None = None) -> str:
-    """A reply text naming the language and the threads with their similarity."""
-    lines = [f"Language: {language}" if language else "Language: not recognised"]
-    if not matches:
-        lines.append("No similar StackOverflow threads found.")
-    for number, match in enumerate(matches, start=1):
-        lines.append(f"{number}. {match.title} ({match.similarity:.2f})\n   {match.url}")
-    return "\n".join(lines)

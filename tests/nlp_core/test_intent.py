@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -102,21 +101,16 @@ def test_probabilities_and_alternatives(model: IntentClassifier) -> None:
     assert 0.01 < model.temperature_ < 2.0
 
 
-def test_save_load_and_latency(model: IntentClassifier, tmp_path: Path) -> None:
+def test_save_load_roundtrip(model: IntentClassifier, tmp_path: Path) -> None:
     model.save(tmp_path / "intent")
     stamp = json.loads((tmp_path / "intent" / "model.json").read_text())
     assert stamp["model"] == "intent" and "tool:ner" in stamp["intents"]
-    started = time.perf_counter()
     loaded = IntentClassifier.load(tmp_path / "intent")
-    assert time.perf_counter() - started < 1.0
     texts = ["hi", "Catch exceptions C++", "caption this image"]
     assert loaded.predict(texts) == model.predict(texts)
-    timings = []
-    for _ in range(50):
-        started = time.perf_counter()
-        loaded.rank("How do I catch exceptions in C++?")
-        timings.append(time.perf_counter() - started)
-    assert np.median(timings) < 0.010  # ~1.4 ms measured
+    ranked, reloaded = (m.rank("How do I catch exceptions in C++?") for m in (model, loaded))
+    assert [i for i, _ in reloaded] == [i for i, _ in ranked]
+    np.testing.assert_allclose([p for _, p in reloaded], [p for _, p in ranked], rtol=1e-5)
 
 
 def test_load_or_train_reuses_a_model_that_knows_the_tools(

@@ -13,7 +13,6 @@ from nlp_core.threads import (
     SQL_TAG,
     ThreadSearcher,
     build_thread_index,
-    format_matches,
     index_dir,
     languages_of,
     load_or_build_thread_index,
@@ -99,5 +98,3 @@ def test_language_first_search(small_index: tuple[Settings, ThreadIndex],
     strict = ThreadSearcher(index, encoder, min_similarity=0.99)
     fallback = strict.search("select rows from two tables", "swift", k=3)
     assert len(fallback) == 3 and not any(m.in_language for m in fallback)
-    text = format_matches(matches, "python")
-    assert text.startswith("Language: python") and matches[0].url in text
