@@ -96,18 +96,21 @@ class NLP:
         ranked = self.intent.rank(text, top=3)
         intent, confidence = ranked[0]
         language: str | None = None
+        language_confidence = 0.0
         tags: tuple[str, ...] = ()
         entities: tuple[Entity, ...] = ()
         slots: dict[str, Any] = {}
         if intent == "programming":
             embeddings = self.embed(text) if self.tags.use_embeddings else None
-            tag_lists, languages = self.tags.predict_all([text], embeddings)
+            tag_lists, languages, confidences = self.tags.predict_all([text], embeddings)
             language, tags = languages[0], tuple(tag_lists[0])
+            language_confidence = float(confidences[0])
             entities = tuple(self.entities.extract(text))
         elif intent.startswith("tool:"):
             slots = extract_slots(text)
         return Understanding(intent=intent, confidence=confidence, alternatives=tuple(ranked),
-                             language=language, tags=tags, entities=entities, slots=slots)
+                             language=language, language_confidence=language_confidence,
+                             tags=tags, entities=entities, slots=slots)
 
     def search_threads(self, text: str, language: str | None, k: int = 3) -> list[ThreadHit]:
         """The ``k`` most similar threads, within ``language`` first."""

@@ -317,12 +317,15 @@ class TagClassifier:
                 for i, k in enumerate(best)]
 
     def predict_all(self, titles: Sequence[str], embeddings: np.ndarray | None = None,
-                    *, min_probability: float = 0.2) -> tuple[list[list[str]], list[str | None]]:
-        """Tags and main language in one pass (what the NLU pipeline calls)."""
+                    *, min_probability: float = 0.2,
+                    ) -> tuple[list[list[str]], list[str | None], np.ndarray]:
+        """Tags, main language and that language's probability, in one pass (what the NLU
+        pipeline calls)."""
         scores = self.decision_function(titles, embeddings)
         proba = 1.0 / (1.0 + np.exp(-self.sigmoid_scale_ * (scores - self.threshold_)))
-        languages = self._languages_from_scores(self._language_scores(proba), min_probability)
-        return self._tags_from_scores(scores), languages
+        language_scores = self._language_scores(proba)
+        languages = self._languages_from_scores(language_scores, min_probability)
+        return self._tags_from_scores(scores), languages, language_scores.max(axis=1)
 
     # --- persistence -------------------------------------------------------------------------
     def save(self, directory: Path, metrics: dict[str, Any] | None = None) -> Path:

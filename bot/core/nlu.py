@@ -27,6 +27,8 @@ class Understanding:
     confidence: float = 1.0
     alternatives: tuple[tuple[str, float], ...] = ()
     language: str | None = None
+    #: probability of ``language`` (the tag model's, 0 when no language was predicted)
+    language_confidence: float = 0.0
     tags: tuple[str, ...] = ()
     entities: tuple[Entity, ...] = ()
     slots: dict[str, Any] = field(default_factory=dict)
@@ -36,6 +38,7 @@ class Understanding:
             "intent": self.intent,
             "confidence": round(self.confidence, 4),
             "language": self.language,
+            "language_confidence": round(self.language_confidence, 4),
             "tags": list(self.tags),
             "entities": [e.__dict__ for e in self.entities],
             "slots": self.slots,

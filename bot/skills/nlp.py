@@ -18,6 +18,12 @@ if TYPE_CHECKING:
 
 _ERROR_LINE = re.compile(r"^.*\b\w*(?:Error|Exception|Fault|Panic)\b.*$", re.MULTILINE)
 _MAX_QUERY_CHARS = 300
+#: Language probability from which the answer names the language without a hedge. On the tag
+#: model's test titles the named language is right 92 % of the time above it, under half below.
+SURE_LANGUAGE = 0.8
+#: Cosine under which no thread is called a close match: the questions of the course's
+#: eyeball set score 0.6-0.9 against their nearest title, off-topic ones 0.2-0.4.
+CLOSE_MATCH = 0.5
 
 
 def _letters(text: str) -> list[str]:
@@ -99,20 +105,26 @@ class StackOverflowSkill(_NLPSkill):
         if language:
             extra = [t for t in tags if t != language][:4]
             tag_text = f" (tags: {', '.join(extra)})" if extra else ""
-            lines.append(f"This looks like a {language} question{tag_text}.")
+            if understanding and understanding.language_confidence >= SURE_LANGUAGE:
+                lines.append(f"This looks like a {language} question{tag_text}.")
+            else:
+                lines.append(f"It might be a {language} question{tag_text}, but I'm not sure.")
         elif tags:
             lines.append(f"Tags I'd give it: {', '.join(tags[:5])}.")
         entities = understanding.entities if understanding else ()
         if entities:
             shown = ", ".join(f"{e.text} ({e.label.lower()})" for e in entities[:6])
             lines.append(f"I noticed: {shown}.")
-        if hits:
-            lines.append("The most similar StackOverflow threads:")
-            for rank, hit in enumerate(hits, 1):
-                lines.append(f"{rank}. {hit.title} — {hit.score:.0%} similar\n   {hit.url}")
-        else:
+        if not hits:
             lines.append("I found no similar thread in my index. Try rephrasing the title "
                          "of your question.")
+        elif max(hit.score for hit in hits) >= CLOSE_MATCH:
+            lines.append("The most similar StackOverflow threads:")
+        else:
+            lines.append(f"None of the similar StackOverflow threads I know is a close match "
+                         f"(all under {CLOSE_MATCH:.0%}); the nearest ones:")
+        for rank, hit in enumerate(hits, 1):
+            lines.append(f"{rank}. {hit.title} — {hit.score:.0%} similar\n   {hit.url}")
         return [TextReply("\n".join(lines))]
 
 

@@ -88,7 +88,7 @@ def run(data: Path | None, model_dir: Path | None, out_dir: Path,
     embeddings = embed_cached(titles, settings) if model.use_embeddings else None
     encode_seconds = time.perf_counter() - started
     started = time.perf_counter()
-    predicted, languages = model.predict_all(titles, embeddings)
+    predicted, languages, _ = model.predict_all(titles, embeddings)
     scores = model.language_scores(titles, embeddings)
     predict_seconds = time.perf_counter() - started
     top1 = [LANGUAGES[k] for k in scores.argmax(axis=1)]

@@ -7,6 +7,9 @@ from pathlib import Path
 import pytest
 
 from bot.core import Assistant, Message, TextReply
+from bot.core.nlu import Understanding
+from bot.skills.base import Request
+from bot.skills.nlp import CLOSE_MATCH, SURE_LANGUAGE, StackOverflowSkill
 from nlp_core.pipeline import load_nlp
 from tests.nlp_core.conftest import small_nlp_settings
 
@@ -54,6 +57,37 @@ def test_programming_answer_lists_three_threads_with_similarity(assistant: Assis
     lines = [line for line in reply.splitlines() if "% similar" in line]
     assert len(lines) == 3
     assert "https://stackoverflow.com/questions/" in reply  # StaQC threads have real ids
+
+
+def _answer(assistant: Assistant, text: str, understanding: Understanding) -> str:
+    request = Request(Message(chat_id="hedge", user_id="hedge", text=text), text,
+                      understanding=understanding)
+    replies = StackOverflowSkill(assistant).handle(request)
+    return "\n".join(r.text for r in replies if isinstance(r, TextReply))
+
+
+def test_an_unsure_language_is_named_with_a_hedge(assistant: Assistant) -> None:
+    text = "How to write a loop in python?"
+    sure = _answer(assistant, text, Understanding(
+        "programming", language="python", language_confidence=SURE_LANGUAGE + 0.1))
+    unsure = _answer(assistant, text, Understanding(
+        "programming", language="python", language_confidence=SURE_LANGUAGE - 0.3))
+    assert "This looks like a python question" in sure and "not sure" not in sure
+    assert "It might be a python question" in unsure and "not sure" in unsure
+    assert assistant.nlp is not None
+    assert assistant.nlp.understand(text).language_confidence > 0.5  # the model knows Python
+
+
+def test_far_threads_are_not_called_close(assistant: Assistant) -> None:
+    assert assistant.nlp is not None
+    close, far = "How to write a loop in python?", "qwzx plorf vexing hummingbird teapot"
+    assert max(h.score for h in assistant.nlp.search_threads(close, "python")) >= CLOSE_MATCH
+    assert max(h.score for h in assistant.nlp.search_threads(far, None)) < CLOSE_MATCH
+    programming = Understanding("programming")
+    assert "The most similar StackOverflow threads:" in _answer(assistant, close, programming)
+    reply = _answer(assistant, far, programming)
+    assert "is a close match" in reply and "The most similar" not in reply
+    assert reply.count("% similar") == 3  # still shown, with their similarity
 
 
 def test_chitchat_does_not_repeat_itself(assistant: Assistant) -> None:
