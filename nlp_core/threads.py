@@ -84,7 +84,7 @@ def load_threads(limit: int | None = None,
     staqc: list[ThreadMeta] = []
     staqc_path = require("so_posts/staqc_sql_titles.tsv", settings)
     with staqc_path.open(encoding="utf-8", newline="") as handle:
-        for row in csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE):
+        for row in csv.DictReader(handle, delimiter="\t"):
             title = (row.get("title") or "").strip()
             if title and (row.get("post_id") or "").strip():
                 staqc.append(ThreadMeta(row["post_id"].strip(), title, (SQL_TAG,), "staqc"))

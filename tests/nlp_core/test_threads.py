@@ -56,6 +56,14 @@ def test_corpus_loads_every_source(shared_data_dir: Path) -> None:
     assert any(set(t.tags) & {"python", "java", "c#", "javascript", "php"} for t in tagged)
 
 
+def test_quoted_titles_are_read_as_csv(shared_data_dir: Path) -> None:
+    # StaQC quotes titles holding quotes, CSV style: "How to insert a string which contains
+    # an ""&""" is the title: How to insert a string which contains an "&"
+    titles = [t.title for t in load_threads() if t.source == "staqc"]
+    assert 'How to insert a string which contains an "&"' in titles
+    assert not [t for t in titles if t.startswith('"') and '""' in t]
+
+
 def test_index_finds_exact_titles_and_links(small_index: tuple[Settings, ThreadIndex],
                                             encoder: Encoder) -> None:
     settings, index = small_index
