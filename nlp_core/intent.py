@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from bot.settings import Settings
 
 MODEL_NAME = "intent"
-MODEL_VERSION = "2"
+MODEL_VERSION = "3"
 CHITCHAT = "chitchat"
 PROGRAMMING = "programming"
 TOOL_PREFIX = "tool:"
@@ -35,8 +35,8 @@ HELDOUT_FRACTION = 0.1
 HELDOUT_SALT = "intent"
 #: Tools with fewer phrasings than this keep them all for training.
 MIN_TOOL_PHRASINGS_TO_HOLD_OUT = 5
-#: Chit Chat Challenge utterances used (by text hash): enough to balance the SO titles.
-CHITCHAT_FRACTION = 0.2
+#: Chit Chat Challenge utterances used (by text hash): enough to balance the technical titles.
+CHITCHAT_FRACTION = 0.4
 
 
 @dataclass(frozen=True)
@@ -245,8 +245,10 @@ def build_corpus(
 ) -> IntentCorpus:
     """The intent corpus with its fixed held-out part.
 
-    SO titles of so_tags/train.tsv follow the tag model's split (its test titles are held out
-    here too); unlabeled titles, dialogue texts and tool phrasings are held out by text hash.
+    Programming questions are StackOverflow titles (so_tags, StaQC's SQL questions) and
+    AskUbuntu titles (Linux, tooling); chit-chat comes from the dialogue corpora. SO titles of
+    so_tags/train.tsv follow the tag model's split (its test titles are held out here too); the
+    other titles, dialogue texts and tool phrasings are held out by text hash.
     ``max_*`` cap each side (tests train on subsets).
     """
     from bot.data import require
@@ -257,6 +259,7 @@ def build_corpus(
         load_so_tags,
         load_titles,
     )
+    from nlp_core.duplicates import read_pairs
     from nlp_core.tags import split_so_tags
 
     train_x: list[str] = []
@@ -279,7 +282,12 @@ def build_corpus(
     titles, _ = load_so_tags(require("so_tags/train.tsv", settings))
     _, tag_test = split_so_tags(titles)
     tag_test_titles = {titles[i] for i in tag_test}
-    programming = _dedupe(titles + load_titles(require("so_tags/unlabeled.tsv", settings)))
+    askubuntu = read_pairs(require("askubuntu_dups/train_titles.tsv", settings))
+    programming = _dedupe(
+        titles + load_titles(require("so_tags/unlabeled.tsv", settings))
+        + [t for pair in askubuntu for t in (pair.title1, pair.title2)]
+        + load_titles(require("so_posts/staqc_sql_titles.tsv", settings))
+    )
     chitchat = _dedupe(
         [t for t in chitchat_utterances() if in_heldout(t, CHITCHAT_FRACTION, "chitchat-use")]
         + chatterbot_statements()

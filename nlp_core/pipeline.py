@@ -195,7 +195,7 @@ def load_or_build_entities(settings: Settings) -> ProgrammingEntities:
 
 
 _TRAINING_FILES = ("so_tags/train.tsv", "so_tags/unlabeled.tsv", "so_posts/staqc_sql_titles.tsv",
-                   "so_posts/so_sample_posts.jsonl")
+                   "so_posts/so_sample_posts.jsonl", "askubuntu_dups/train_titles.tsv")
 _MODEL_DIRS = ("models/intent", "models/tags", "models/entities", "indexes/threads",
                "models/chitchat")
 

@@ -48,6 +48,18 @@ def corpus(_session_data_dir: Path) -> IntentCorpus:
                         max_programming=5000, max_chitchat=5000)
 
 
+def test_corpus_takes_programming_from_stackoverflow_sql_and_askubuntu(
+    _session_data_dir: Path,
+) -> None:
+    full = build_corpus(Settings(data_dir=_session_data_dir), None, max_chitchat=100)
+    intent_of = dict(zip(full.train_texts + full.test_texts,
+                         full.train_intents + full.test_intents, strict=True))
+    for title in ("How do I install Ubuntu?", "SQL query, count and group by",
+                  "Why odbc_exec always fail?"):
+        assert intent_of.get(title) == "programming", title
+    assert len(full.test_texts) > 0.05 * len(full.train_texts)  # a held-out part of each
+
+
 @pytest.fixture(scope="module")
 def model(corpus: IntentCorpus) -> IntentClassifier:
     plain = [(t, i) for t, i in zip(corpus.train_texts, corpus.train_intents, strict=True)
