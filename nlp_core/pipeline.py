@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from nlp_core.ner.programming import ProgrammingEntities
     from nlp_core.tags import TagClassifier
     from nlp_core.threads import ThreadSearcher
+    from nlp_core.tool_match import ToolMatcher
 
 log = logging.getLogger(__name__)
 Progress = Callable[[float, str], None]
@@ -58,6 +59,7 @@ class NLP:
         searcher: ThreadSearcher,
         chitchat: ChitChatResponder,
         chitchat_generator: SmolLM2ChitChat | None = None,
+        tools: ToolMatcher | None = None,
     ) -> None:
         self.encoder = encoder
         self.intent = intent
@@ -66,6 +68,7 @@ class NLP:
         self.searcher = searcher
         self.chitchat_model = chitchat
         self.chitchat_generator = chitchat_generator
+        self.tools = tools
         self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
         # Serving is one question at a time per chat: parallel chats give the parallelism, and a
@@ -90,7 +93,7 @@ class NLP:
 
     def understand(self, text: str) -> Understanding:
         """Intent with alternatives; for programming, language, tags and entities; for tools,
-        slots."""
+        slots; for anything else, a tool the text is close to, if any."""
         from nlp_core.ner.slots import extract_slots
 
         ranked = self.intent.rank(text, top=3)
@@ -106,11 +109,16 @@ class NLP:
             language, tags = languages[0], tuple(tag_lists[0])
             language_confidence = float(confidences[0])
             entities = tuple(self.entities.extract(text))
-        elif intent.startswith("tool:"):
+        suggested_tool = None
+        if intent.startswith("tool:"):
             slots = extract_slots(text)
+        elif self.tools is not None:
+            match = self.tools.match(self.embed(text))
+            suggested_tool = match[0] if match else None
         return Understanding(intent=intent, confidence=confidence, alternatives=tuple(ranked),
                              language=language, language_confidence=language_confidence,
-                             tags=tags, entities=entities, slots=slots)
+                             tags=tags, entities=entities, slots=slots,
+                             suggested_tool=suggested_tool)
 
     def search_threads(self, text: str, language: str | None, k: int = 3) -> list[ThreadHit]:
         """The ``k`` most similar threads, within ``language`` first."""
@@ -218,11 +226,13 @@ def load_nlp(settings: Settings, *, quiet: bool = False) -> NLP:
     from concurrent.futures import ThreadPoolExecutor
 
     from nlp_core.chitchat import load_or_train_chitchat
+    from nlp_core.duplicates import cache_dir
     from nlp_core.encoder import encoder_from_settings
     from nlp_core.intent import load_or_train_intent
     from nlp_core.ner.programming import import_spacy
     from nlp_core.tags import load_or_train_tags
     from nlp_core.threads import ThreadSearcher
+    from nlp_core.tool_match import ToolMatcher
 
     _require_training_data(settings)
     if settings.chitchat_backend == "smollm2":
@@ -249,6 +259,8 @@ def load_nlp(settings: Settings, *, quiet: bool = False) -> NLP:
         chitchat = _step("chit-chat index",
                          lambda p: load_or_train_chitchat(settings, encoder, p), quiet)
         loaded_entities = entities.result()
+    tools = ToolMatcher().fit(examples, lambda texts: encoder.encode_cached(
+        texts, cache_dir(settings)))
     generator = None
     if settings.chitchat_backend == "smollm2":
         # Imported here and loaded after the pool's work: the default (retrieval) start must
@@ -258,4 +270,4 @@ def load_nlp(settings: Settings, *, quiet: bool = False) -> NLP:
         generator = _step("chit-chat model (SmolLM2)",
                           lambda p: SmolLM2ChitChat(chitchat).load(p), quiet)
     return NLP(encoder=encoder, intent=intent, tags=tags, entities=loaded_entities,
-               searcher=searcher, chitchat=chitchat, chitchat_generator=generator)
+               searcher=searcher, chitchat=chitchat, chitchat_generator=generator, tools=tools)

@@ -32,6 +32,8 @@ class Understanding:
     tags: tuple[str, ...] = ()
     entities: tuple[Entity, ...] = ()
     slots: dict[str, Any] = field(default_factory=dict)
+    #: a course tool the text is close to although the intent is not that tool
+    suggested_tool: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -42,6 +44,7 @@ class Understanding:
             "tags": list(self.tags),
             "entities": [e.__dict__ for e in self.entities],
             "slots": self.slots,
+            "suggested_tool": self.suggested_tool,
         }
 
 

@@ -67,6 +67,16 @@ def small_talk_turns(events: Sequence[Event]) -> list[tuple[str, str]]:
     return turns
 
 
+def tool_hint(name: str) -> str:
+    """A pointer to the course tool ``name`` for a message that sounds like a request for it."""
+    from course_tools import load_tools
+
+    tools = load_tools()
+    what = f" ({tools.get(name).summary.rstrip('.')})" if name in tools else ""
+    return (f"This also sounds like the course tool {name}{what}. "
+            f"/tools {name} shows how to start it.")
+
+
 class _NLPSkill(Skill):
     """A skill that needs the NLP models; without them it says why it cannot answer."""
 
@@ -78,7 +88,11 @@ class _NLPSkill(Skill):
                 f"My language models are not loaded ({reason}), so I can only answer "
                 "commands right now. Type /help for them."
             )]
-        return self.answer(request, nlp)
+        replies = self.answer(request, nlp)
+        suggested = request.understanding.suggested_tool if request.understanding else None
+        if suggested:
+            replies.append(TextReply(tool_hint(suggested)))
+        return replies
 
     @abstractmethod
     def answer(self, request: Request, nlp: NLP) -> list[Reply]:

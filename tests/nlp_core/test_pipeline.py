@@ -90,6 +90,19 @@ def test_far_threads_are_not_called_close(assistant: Assistant) -> None:
     assert reply.count("% similar") == 3  # still shown, with their similarity
 
 
+def test_an_unseen_tool_request_is_pointed_to_its_tool(assistant: Assistant) -> None:
+    assert assistant.nlp is not None
+    text = "sample new digits from a generative model"
+    understanding = assistant.nlp.understand(text)
+    if understanding.intent.startswith("tool:"):  # the small test model may know it already
+        assert understanding.intent == "tool:bayes.vae"
+        return
+    assert understanding.suggested_tool == "bayes.vae"
+    reply = _ask(assistant, text, chat="hint")
+    assert "course tool bayes.vae" in reply and "/tools bayes.vae" in reply
+    assert assistant.nlp.understand("How to write a loop in python?").suggested_tool is None
+
+
 def test_chitchat_does_not_repeat_itself(assistant: Assistant) -> None:
     replies = [_ask(assistant, "Hi! How are you?", chat="repeat") for _ in range(4)]
     assert len(set(replies)) == 4
