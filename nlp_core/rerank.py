@@ -2,7 +2,9 @@
 
 The bi-encoder's cosine ranks candidate titles; :class:`DuplicateReranker` re-orders each query's
 nearest ``depth`` titles with a LightGBM lambdarank model over features of the pair, the corpus
-and a memory of labelled duplicates:
+and a memory of labelled duplicates. It may look through several encoders ("views", e.g. MPNet
+and MiniLM): the first view picks the candidates, and every view adds its own copy of the
+features:
 
 * the cosine and its rank, and the hubness of both titles (mean cosine to their ten nearest
   titles; ``csls`` is the cosine corrected by both);
@@ -22,7 +24,7 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +43,13 @@ NEIGHBOURS = 10
 RERANKED_OFFSET = 1000.0
 
 VectorLookup = Callable[[Sequence[str]], np.ndarray]
+#: One vector lookup per view, the candidate-picking view first.
+ViewLookups = Mapping[str, VectorLookup]
+
+
+def lookup_rows(vectors: np.ndarray, row: Mapping[str, int]) -> VectorLookup:
+    """A :data:`VectorLookup` reading ``vectors[row[title]]``."""
+    return lambda titles: vectors[[row[t] for t in titles]]
 
 
 def _unit(matrix: np.ndarray) -> np.ndarray:
@@ -134,25 +143,33 @@ class CorpusContext:
                                        dtype=np.float32)
 
 
-def candidate_features(context: CorpusContext, query_rows: np.ndarray,
-                       depth: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(features, candidates)`` for each query row: its ``depth`` nearest other titles by
-    cosine (``candidates``, ``(n_queries, depth)``) and their :data:`FEATURES`
-    (``(n_queries * depth, len(FEATURES))``)."""
-    titles, vectors, memory = context.titles, context.vectors, context.memory
-    density, near_rows, near_sims = context.density, context.near_rows, context.near_sims
-    best_canonical, is_canonical = context.best_canonical, context.is_canonical
-    depth = min(depth, len(titles) - 1)
-    features = np.zeros((len(query_rows), depth, len(FEATURES)), dtype=np.float32)
+def nearest_candidates(vectors: np.ndarray, query_rows: np.ndarray, depth: int) -> np.ndarray:
+    """Each query row's ``depth`` nearest other rows by cosine, best first
+    (``(n_queries, depth)``)."""
+    depth = min(depth, len(vectors) - 1)
     candidates = np.zeros((len(query_rows), depth), dtype=np.int64)
-    log_rank = np.log1p(np.arange(depth, dtype=np.float32))
     for i, query in enumerate(np.asarray(query_rows, dtype=np.int64)):
         sims = vectors[query] @ vectors.T
         sims[query] = -np.inf
         top = np.argpartition(-sims, depth - 1)[:depth]
-        top = top[np.argsort(-sims[top], kind="stable")]
-        candidates[i] = top
-        cosine = sims[top]
+        candidates[i] = top[np.argsort(-sims[top], kind="stable")]
+    return candidates
+
+
+def candidate_features(context: CorpusContext, query_rows: np.ndarray,
+                       candidates: np.ndarray) -> np.ndarray:
+    """The :data:`FEATURES` of each query row's ``candidates`` (a row of them per query),
+    ``(n_queries * depth, len(FEATURES))``."""
+    titles, vectors, memory = context.titles, context.vectors, context.memory
+    density, near_rows, near_sims = context.density, context.near_rows, context.near_sims
+    best_canonical, is_canonical = context.best_canonical, context.is_canonical
+    depth = candidates.shape[1]
+    features = np.zeros((len(query_rows), depth, len(FEATURES)), dtype=np.float32)
+    for i, query in enumerate(np.asarray(query_rows, dtype=np.int64)):
+        top = candidates[i]
+        cosine = vectors[top] @ vectors[query]
+        # the rank in this view (the candidates come in the first view's order)
+        log_rank = np.log1p(np.argsort(np.argsort(-cosine, kind="stable")).astype(np.float32))
         title = titles[query]
         linked = [memory.row[t] for t in memory.links.get(title, ())]
         if linked:
@@ -176,14 +193,30 @@ def candidate_features(context: CorpusContext, query_rows: np.ndarray,
             memory_max, memory_centroid, vote, competitor, cosine - best_canonical[top],
             is_canonical[top],
         ])
-    return features.reshape(-1, len(FEATURES)), candidates
+    return features.reshape(-1, len(FEATURES))
+
+
+def view_features(contexts: Mapping[str, CorpusContext], query_rows: np.ndarray,
+                  depth: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(features, candidates)``: the first view's ``depth`` nearest titles of each query row,
+    and their :data:`FEATURES` in every view, side by side."""
+    first = next(iter(contexts.values()))
+    candidates = nearest_candidates(first.vectors, query_rows, depth)
+    features = np.hstack([candidate_features(c, query_rows, candidates)
+                          for c in contexts.values()])
+    return features, candidates
 
 
 class DuplicateReranker:
-    """Re-orders each query's nearest ``depth`` titles with a lambdarank model (see module)."""
+    """Re-orders each query's nearest ``depth`` titles with a lambdarank model (see module).
+
+    :meth:`fit` takes one vector lookup per view; the views it was fitted on (``views_``) are
+    the ones :meth:`scorer` needs vectors of.
+    """
 
     booster_: Any
-    memory_: DuplicateMemory
+    views_: tuple[str, ...]
+    memories_: dict[str, DuplicateMemory]
     train_groups_: int
 
     def __init__(self, depth: int = 50, folds: int = 4, rounds: int = 300,
@@ -210,80 +243,102 @@ class DuplicateReranker:
                 "lambdarank_truncation_level": 20, "seed": self.seed, "deterministic": True,
                 "verbose": -1}
 
-    def fit(self, pairs: Sequence[TitlePair], vectors_of: VectorLookup) -> DuplicateReranker:
-        """Learn from labelled pairs; ``vectors_of(titles)`` gives their encoder vectors."""
+    @property
+    def memory_(self) -> DuplicateMemory:
+        """The labelled pairs remembered (the first view's copy; every view holds the same)."""
+        return self.memories_[self.views_[0]]
+
+    @property
+    def feature_names_(self) -> list[str]:
+        """``view.feature`` for every column the model reads."""
+        return [f"{view}.{name}" for view in self.views_ for name in FEATURES]
+
+    def fit(self, pairs: Sequence[TitlePair], vectors_of: ViewLookups) -> DuplicateReranker:
+        """Learn from labelled pairs; ``vectors_of[view](titles)`` gives their vectors in each
+        view (the first view picks the candidates)."""
         import lightgbm
 
+        if not vectors_of:
+            raise ValueError("the re-ranker needs at least one view")
+        self.views_ = tuple(vectors_of)
         order = list(range(len(pairs)))
         random.Random(self.seed).shuffle(order)
         folds = [[pairs[i] for i in order[k::self.folds]] for k in range(self.folds)]
         blocks, labels, groups = [], [], []
         for k, held in enumerate(folds):
-            memory = DuplicateMemory(
-                [p for j, fold in enumerate(folds) if j != k for p in fold], vectors_of)
-            x, y, g = self._training_block(held, memory, vectors_of)
+            rest = [p for j, fold in enumerate(folds) if j != k for p in fold]
+            memories = {v: DuplicateMemory(rest, lookup) for v, lookup in vectors_of.items()}
+            x, y, g = self._training_block(held, memories, vectors_of)
             blocks.append(x)
             labels.append(y)
             groups.extend(g)
         if not groups:
             raise ValueError("no duplicate pairs to learn re-ranking from")
         dataset = lightgbm.Dataset(np.vstack(blocks), label=np.concatenate(labels),
-                                   group=groups, feature_name=list(FEATURES))
+                                   group=groups, feature_name=self.feature_names_)
         self.booster_ = lightgbm.train(self._lgb_params(), dataset, num_boost_round=self.rounds)
         self.train_groups_ = len(groups)
-        self.memory_ = DuplicateMemory(pairs, vectors_of)
+        self.memories_ = {v: DuplicateMemory(pairs, lookup) for v, lookup in vectors_of.items()}
         return self
 
     def remember(self, pairs: Sequence[TitlePair],
-                 vectors_of: VectorLookup) -> DuplicateReranker:
+                 vectors_of: ViewLookups) -> DuplicateReranker:
         """Add labelled duplicate pairs to the memory; the learned model is unchanged."""
         from nlp_core.duplicates import TitlePair
 
-        memory = self.memory_
-        known = set(memory.pairs)
+        known = set(self.memory_.pairs)
         fresh = [(p.title1, p.title2) for p in pairs
                  if p.duplicate and (p.title1, p.title2) not in known]
-        missing = sorted({t for pair in fresh for t in pair} - set(memory.row))
-        added = dict(zip(missing, vectors_of(missing), strict=True)) if missing else {}
+        merged = [TitlePair(True, a, b) for a, b in [*self.memory_.pairs, *dict.fromkeys(fresh)]]
+        missing = sorted({t for pair in fresh for t in pair} - set(self.memory_.row))
+        for view in self.views_:
+            memory = self.memories_[view]
+            added = dict(zip(missing, vectors_of[view](missing), strict=True)) if missing else {}
 
-        def lookup(titles: Sequence[str]) -> np.ndarray:
-            return np.asarray([memory.vectors[memory.row[t]] if t in memory.row else added[t]
-                               for t in titles], dtype=np.float32)
+            def lookup(titles: Sequence[str], memory: DuplicateMemory = memory,
+                       added: dict[str, np.ndarray] = added) -> np.ndarray:
+                return np.asarray([memory.vectors[memory.row[t]] if t in memory.row
+                                   else added[t] for t in titles], dtype=np.float32)
 
-        self.memory_ = DuplicateMemory(
-            [TitlePair(True, a, b) for a, b in [*memory.pairs, *dict.fromkeys(fresh)]], lookup)
+            self.memories_[view] = DuplicateMemory(merged, lookup)
         return self
 
-    def _training_block(self, held: Sequence[TitlePair], memory: DuplicateMemory,
-                        vectors_of: VectorLookup) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    def _training_block(self, held: Sequence[TitlePair], memories: Mapping[str, DuplicateMemory],
+                        vectors_of: ViewLookups) -> tuple[np.ndarray, np.ndarray, list[int]]:
         titles = sorted({t for p in held for t in (p.title1, p.title2)})
         if len(titles) < 2:
-            return np.zeros((0, len(FEATURES)), np.float32), np.zeros(0), []
+            return np.zeros((0, len(self.feature_names_)), np.float32), np.zeros(0), []
         row = {t: i for i, t in enumerate(titles)}
         wanted: dict[int, set[int]] = {}
         for p in held:
             if p.duplicate:
                 wanted.setdefault(row[p.title1], set()).add(row[p.title2])
         queries = np.asarray(sorted(wanted), dtype=np.int64)
-        context = CorpusContext(titles, vectors_of(titles), memory)
-        x, candidates = candidate_features(context, queries, self.depth)
+        contexts = {v: CorpusContext(titles, lookup(titles), memories[v])
+                    for v, lookup in vectors_of.items()}
+        x, candidates = view_features(contexts, queries, self.depth)
         y = np.asarray([c in wanted[int(q)] for q, cs in zip(queries, candidates, strict=True)
                         for c in cs], dtype=np.float32)
         return x, y, [candidates.shape[1]] * len(queries)
 
     def scorer(self, titles: Sequence[str],
-               vectors: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
-        """``scorer(query_rows)``: ``(len(query_rows), len(titles))`` scores. Each query's
-        nearest ``depth`` titles get the model's score above :data:`RERANKED_OFFSET`; the rest
-        keep their cosine below it."""
-        context = CorpusContext(titles, vectors, self.memory_)
+               vectors: Mapping[str, np.ndarray]) -> Callable[[np.ndarray], np.ndarray]:
+        """``scorer(query_rows)``: ``(len(query_rows), len(titles))`` scores, from the titles'
+        vectors in each of :attr:`views_`. Each query's nearest ``depth`` titles (by the first
+        view's cosine) get the model's score above :data:`RERANKED_OFFSET`; the rest keep that
+        cosine below it."""
+        missing = [v for v in self.views_ if v not in vectors]
+        if missing:
+            raise ValueError(f"the re-ranker needs vectors in the views {missing}")
+        contexts = {v: CorpusContext(titles, vectors[v], self.memories_[v]) for v in self.views_}
+        first = contexts[self.views_[0]].vectors
 
         def scores(query_rows: np.ndarray) -> np.ndarray:
             rows = np.asarray(query_rows, dtype=np.int64)
-            out = context.vectors[rows] @ context.vectors.T - RERANKED_OFFSET
+            out = first[rows] @ first.T - RERANKED_OFFSET
             if len(titles) < 2 or not len(rows):
                 return out
-            features, candidates = candidate_features(context, rows, self.depth)
+            features, candidates = view_features(contexts, rows, self.depth)
             predicted = self.booster_.predict(features).reshape(candidates.shape)
             np.put_along_axis(out, candidates, RERANKED_OFFSET + predicted, axis=1)
             return out
@@ -292,13 +347,16 @@ class DuplicateReranker:
 
     # --- persistence ----------------------------------------------------------------------
     def save(self, directory: Path) -> None:
-        """Write ``model.txt`` (LightGBM), ``memory.json`` and ``memory.npy``."""
+        """Write ``model.txt`` (LightGBM), ``memory.json`` and a ``memory-<view>.npy`` per
+        view."""
         directory.mkdir(parents=True, exist_ok=True)
         self.booster_.save_model(str(directory / "model.txt"))
         (directory / "memory.json").write_text(json.dumps({
-            "params": self.params(), "train_groups": self.train_groups_,
+            "params": self.params(), "views": list(self.views_),
+            "train_groups": self.train_groups_,
             "pairs": self.memory_.pairs, "titles": self.memory_.titles}))
-        np.save(directory / "memory.npy", self.memory_.vectors)
+        for view in self.views_:
+            np.save(directory / f"memory-{view}.npy", self.memories_[view].vectors)
 
     @classmethod
     def load(cls, directory: Path) -> DuplicateReranker:
@@ -309,10 +367,13 @@ class DuplicateReranker:
 
         stored = json.loads((directory / "memory.json").read_text())
         reranker = cls(**stored["params"])
-        vectors = np.load(directory / "memory.npy", allow_pickle=False)
+        reranker.views_ = tuple(stored["views"])
         row = {t: i for i, t in enumerate(stored["titles"])}
         pairs = [TitlePair(True, first, second) for first, second in stored["pairs"]]
-        reranker.memory_ = DuplicateMemory(pairs, lambda ts: vectors[[row[t] for t in ts]])
+        reranker.memories_ = {}
+        for view in reranker.views_:
+            vectors = np.load(directory / f"memory-{view}.npy", allow_pickle=False)
+            reranker.memories_[view] = DuplicateMemory(pairs, lookup_rows(vectors, row))
         reranker.booster_ = lightgbm.Booster(model_file=str(directory / "model.txt"))
         reranker.train_groups_ = int(stored["train_groups"])
         return reranker

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from bot.settings import Settings, get_settings
+from nlp_core.encoder import Encoder
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -52,3 +53,25 @@ def shared_data_dir(_session_data_dir: Path, monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("AMLBOT_DATA_DIR", str(_session_data_dir))
     get_settings.cache_clear()
     return _session_data_dir
+
+
+@pytest.fixture(scope="session")
+def mpnet_models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A models dir with all-mpnet-base-v2 unpacked from its packages, once per session."""
+    from nlp_core.encoder import mpnet_model_path
+
+    models = tmp_path_factory.mktemp("mpnet-models")
+    mpnet_model_path(models)
+    return models
+
+
+@pytest.fixture(scope="session")
+def mpnet_encoder(mpnet_models_dir: Path) -> Encoder:
+    """The packaged all-mpnet-base-v2 on the ONNX backend, exported once per session."""
+    from nlp_core.encoder import packaged_encoder
+    from tests.support.models import link_mpnet
+
+    data_dir = mpnet_models_dir.parent / "mpnet-data"
+    link_mpnet(data_dir, mpnet_models_dir)
+    return packaged_encoder("mpnet", Settings(data_dir=data_dir))
+

@@ -2,9 +2,9 @@
 
 For every duplicate pair, ``title2`` is ranked among all distinct titles of the file (both
 columns, every pair) given ``title1``, which is itself left out. The shipped ranker (its
-re-ranker over the file's titles), its adapter alone, zero-shot all-MiniLM-L6-v2 and BM25 run
-side by side on the same titles. Pair accuracy (duplicate or not, on all pairs) uses the cosine
-threshold each model learned on training pairs.
+re-ranker over the file's titles), its adapter alone, each encoder zero-shot (all-MiniLM-L6-v2,
+all-mpnet-base-v2) and BM25 run side by side on the same titles. Pair accuracy (duplicate or
+not, on all pairs) uses the cosine threshold each model learned on training pairs.
 
 Writes ``duplicates_report.json``, a Hits@k curve PNG and ``duplicates_errors.json`` (the pairs
 whose duplicate is not in the top 10); returns the metrics.
@@ -15,6 +15,7 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -129,30 +130,29 @@ def run(data: Path | None, model_dir: Path | None, out_dir: Path,
         pairs = split_pairs(read_pairs(path))[1]
     if not any(p.duplicate for p in pairs):
         raise ValueError(f"{path}: no duplicate pairs to rank")
-    ranker = DuplicateRanker.load(model_dir) if model_dir is not None \
+    ranker = DuplicateRanker.load(model_dir).use_settings(settings) if model_dir is not None \
         else load_or_train_duplicates(settings)
     titles = sorted({t for p in pairs for t in (p.title1, p.title2)})
     reranker = getattr(ranker, "reranker_", None)
     if data is not None and reranker is not None:
         _remember_all_pairs(ranker, pairs, settings)
     started = time.perf_counter()
-    raw = ranker._encoder().encode_cached(titles, cache_dir(settings))
+    views = ranker.view_vectors(titles, cache_dir(settings), show_progress=True)
     encode_seconds = time.perf_counter() - started
+    raw = views["minilm"]
     shipped = ranker.transform(raw)
     bm25 = Bm25().fit(titles)
 
     def dense(vectors: np.ndarray) -> Scorer:
         return lambda rows: vectors[rows] @ vectors.T
 
-    shipped_scores = ranker.corpus_scorer(titles, raw, bm25)
+    shipped_scores = ranker.corpus_scorer(titles, views, bm25)
     systems: dict[str, Scorer] = {"shipped": shipped_scores}
     if reranker is not None:
         systems["adapter"] = lambda rows: ranker.score_matrix(
             shipped[rows], shipped, [titles[r] for r in rows], bm25)
-    systems |= {
-        "minilm_zero_shot": dense(raw),
-        "bm25": lambda rows: bm25.scores([titles[r] for r in rows]),
-    }
+    systems |= {f"{view}_zero_shot": dense(vectors) for view, vectors in views.items()}
+    systems["bm25"] = lambda rows: bm25.scores([titles[r] for r in rows])
     results: dict[str, dict[str, float]] = {}
     curves: dict[str, dict[int, float]] = {}
     all_ranks: dict[str, np.ndarray] = {}
@@ -204,8 +204,13 @@ def _remember_all_pairs(ranker: DuplicateRanker, pairs: Sequence[TitlePair],
         return
     in_file = {(p.title1, p.title2) for p in pairs} | {(p.title2, p.title1) for p in pairs}
     ours = [p for p in read_pairs(path) if (p.title1, p.title2) not in in_file]
-    reranker.remember(ours, lambda ts: ranker._encoder().encode_cached(
-        list(ts), cache_dir(settings)))
+    reranker.remember(ours, {
+        view: partial(_encoded, ranker._encoder(view), cache_dir(settings))
+        for view in reranker.views_})
+
+
+def _encoded(encoder: Any, cache: Path, titles: Sequence[str]) -> np.ndarray:
+    return np.asarray(encoder.encode_cached(list(titles), cache))
 
 
 def _errors(duplicates: Sequence[TitlePair], titles: Sequence[str], ranks: np.ndarray,

@@ -96,10 +96,12 @@ def real_pairs(_session_data_dir: Path) -> tuple[list[TitlePair], list[TitlePair
     return train[:400], held[:160]
 
 
-def test_ranker_fits_saves_and_loads(encoder: Encoder, real_pairs: tuple[list[TitlePair],
-                                     list[TitlePair]], tmp_path: Path) -> None:
+def test_ranker_fits_saves_and_loads(encoder: Encoder, mpnet_encoder: Encoder,
+                                     real_pairs: tuple[list[TitlePair], list[TitlePair]],
+                                     tmp_path: Path) -> None:
     train, _held = real_pairs
-    ranker = DuplicateRanker(epochs=3).set_encoder(encoder).fit(train, cache_dir=tmp_path / "c")
+    ranker = DuplicateRanker(epochs=3).set_encoder(encoder).set_encoder(mpnet_encoder, "mpnet") \
+        .fit(train, cache_dir=tmp_path / "c")
     assert ranker.adapter_ is not None and ranker.adapter_.shape == (384, 384)
     assert 0.5 < ranker.train_accuracy_ <= 1.0
     vectors = ranker.embed(["Ubuntu does not boot after update", "How do I change the wallpaper?"])
@@ -107,36 +109,46 @@ def test_ranker_fits_saves_and_loads(encoder: Encoder, real_pairs: tuple[list[Ti
     ranker.save(tmp_path / "model", {"note": 1})
     stamp = json.loads((tmp_path / "model" / "version.json").read_text())
     assert stamp["name"] == "duplicates" and stamp["metrics"] == {"note": 1}
-    loaded = DuplicateRanker.load(tmp_path / "model").set_encoder(encoder)
+    loaded = DuplicateRanker.load(tmp_path / "model").set_encoder(encoder) \
+        .set_encoder(mpnet_encoder, "mpnet")
     assert np.allclose(loaded.embed(["grub rescue prompt"]), ranker.embed(["grub rescue prompt"]))
     assert loaded.threshold_ == pytest.approx(ranker.threshold_)
     assert loaded.name == ranker.name and "+adapter:" in loaded.name
-    # the re-ranker travels with the ranker and scores a corpus the same after loading
+    # the re-ranker travels with the ranker and scores a corpus the same after loading;
+    # it reads MPNet (which picks the candidates) and MiniLM
     assert ranker.reranker_ is not None and loaded.reranker_ is not None
+    assert loaded.reranker_.views_ == ("mpnet", "minilm")
     titles = sorted({t for p in train[:60] for t in (p.title1, p.title2)})
-    raw = encoder.encode(titles)
+    views = loaded.view_vectors(titles)
+    assert {v: a.shape[1] for v, a in views.items()} == {"minilm": 384, "mpnet": 768}
     rows = np.arange(4)
-    assert np.allclose(loaded.corpus_scorer(titles, raw)(rows),
-                       ranker.corpus_scorer(titles, raw)(rows), atol=1e-5)
+    assert np.allclose(loaded.corpus_scorer(titles, views)(rows),
+                       ranker.corpus_scorer(titles, views)(rows), atol=1e-5)
     without = DuplicateRanker(epochs=1, rerank=False).set_encoder(encoder).fit(train[:100])
     assert without.reranker_ is None
-    assert np.allclose(without.corpus_scorer(titles, raw)(rows),
+    raw = views["minilm"]
+    assert np.allclose(without.corpus_scorer(titles, {"minilm": raw})(rows),
                        without.transform(raw)[rows] @ without.transform(raw).T, atol=1e-5)
 
 
-def test_eval_run_writes_report(encoder: Encoder, real_pairs: tuple[list[TitlePair],
-                                list[TitlePair]], tmp_path: Path) -> None:
+def test_eval_run_writes_report(encoder: Encoder, mpnet_encoder: Encoder,
+                                mpnet_models_dir: Path,
+                                real_pairs: tuple[list[TitlePair], list[TitlePair]],
+                                tmp_path: Path) -> None:
     from nlp_core.evaluation.duplicates import run
+    from tests.support.models import link_mpnet
 
     train, held = real_pairs
-    DuplicateRanker(epochs=2).set_encoder(encoder).fit(train).save(tmp_path / "model")
+    DuplicateRanker(epochs=2).set_encoder(encoder).set_encoder(mpnet_encoder, "mpnet") \
+        .fit(train).save(tmp_path / "model")
+    link_mpnet(tmp_path / "d", mpnet_models_dir)
     data = tmp_path / "held.tsv"
     data.write_text("".join(
         f"{'duplicate' if p.duplicate else 'non-duplicate'}\t{p.title1}\t{p.title2}\n"
         for p in held), encoding="utf-8")
     metrics = run(data, tmp_path / "model", tmp_path / "out", Settings(data_dir=tmp_path / "d"))
     assert metrics["duplicate_pairs"] == sum(p.duplicate for p in held)
-    for name in ("shipped", "adapter", "minilm_zero_shot", "bm25"):
+    for name in ("shipped", "adapter", "minilm_zero_shot", "mpnet_zero_shot", "bm25"):
         system = metrics["systems"][name]
         assert 0.0 <= system["hits@1"] <= system["hits@5"] <= system["hits@10"] <= 1.0
     # among ~300 titles, a real encoder finds most duplicates in its top 10
@@ -150,12 +162,13 @@ def test_eval_run_writes_report(encoder: Encoder, real_pairs: tuple[list[TitlePa
 
 
 def test_a_file_of_its_own_is_ranked_with_all_our_pairs_but_its_own(
-        encoder: Encoder, real_pairs: tuple[list[TitlePair], list[TitlePair]],
-        tmp_path: Path) -> None:
+        encoder: Encoder, mpnet_encoder: Encoder,
+        real_pairs: tuple[list[TitlePair], list[TitlePair]], tmp_path: Path) -> None:
     from nlp_core.evaluation.duplicates import _remember_all_pairs
 
     train, held = real_pairs
-    ranker = DuplicateRanker(epochs=1).set_encoder(encoder).fit(train[:200])
+    ranker = DuplicateRanker(epochs=1).set_encoder(encoder).set_encoder(mpnet_encoder, "mpnet") \
+        .fit(train[:200])
     assert ranker.reranker_ is not None
     known = set(ranker.reranker_.memory_.pairs)
     ours, the_file = held[:60], held[60:120]

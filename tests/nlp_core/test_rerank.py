@@ -16,6 +16,7 @@ from nlp_core.rerank import (
     DuplicateMemory,
     DuplicateReranker,
     candidate_features,
+    nearest_candidates,
     neighbour_density,
 )
 
@@ -55,7 +56,8 @@ def test_features_read_the_memory() -> None:
     assert len(memory) == 2 and memory.canonicals == {"query", "other canonical"}
     corpus = ["query", "its duplicate", "lookalike", "other canonical"]
     context = CorpusContext(corpus, _lookup(table)(corpus), memory)
-    features, candidates = candidate_features(context, np.array([0]), depth=3)
+    candidates = nearest_candidates(context.vectors, np.array([0]), depth=3)
+    features = candidate_features(context, np.array([0]), candidates)
     assert features.shape == (3, len(FEATURES))
     named = {corpus[c]: dict(zip(FEATURES, row, strict=True))
              for c, row in zip(candidates[0], features, strict=True)}
@@ -102,31 +104,78 @@ def test_reranker_learns_to_use_the_memory(tmp_path: Path) -> None:
     # train and test share the canonical questions, not the duplicates (as on AskUbuntu)
     train = [p for p in pairs if not p.duplicate or int(p.title2.rsplit("-", 1)[1]) < 4]
     test = [p for p in pairs if p.duplicate and int(p.title2.rsplit("-", 1)[1]) >= 4]
-    reranker = DuplicateReranker(depth=20, rounds=60, min_child_samples=10).fit(train, lookup)
+    reranker = DuplicateReranker(depth=20, rounds=60, min_child_samples=10).fit(
+        train, {"v": lookup})
     assert reranker.train_groups_ > 0
     titles = sorted({t for p in test for t in (p.title1, p.title2)})
     cosine = ranking_metrics(ranks_for(test, titles, lambda rows: lookup(titles)[rows]
                                        @ lookup(titles).T))
-    reranked = ranking_metrics(ranks_for(test, titles, reranker.scorer(titles, lookup(titles))))
+    reranked = ranking_metrics(ranks_for(test, titles,
+                                         reranker.scorer(titles, {"v": lookup(titles)})))
     assert reranked["hits@1"] > cosine["hits@1"] + 0.05
     assert reranked["mrr"] > cosine["mrr"]
 
     reranker.save(tmp_path / "rr")
     assert {p.name for p in (tmp_path / "rr").iterdir()} == \
-        {"model.txt", "memory.json", "memory.npy"}
+        {"model.txt", "memory.json", "memory-v.npy"}
     loaded = DuplicateReranker.load(tmp_path / "rr")
     rows = np.arange(5)
-    assert np.allclose(loaded.scorer(titles, lookup(titles))(rows),
-                       reranker.scorer(titles, lookup(titles))(rows), atol=1e-6)
+    assert np.allclose(loaded.scorer(titles, {"v": lookup(titles)})(rows),
+                       reranker.scorer(titles, {"v": lookup(titles)})(rows), atol=1e-6)
+
+
+def _rotated(table: dict[str, np.ndarray], seed: int, noise: float) -> dict[str, np.ndarray]:
+    """A second view of the same titles: a random rotation plus noise of its own."""
+    rng = np.random.default_rng(seed)
+    dim = len(next(iter(table.values())))
+    rotation, _ = np.linalg.qr(rng.normal(size=(dim, dim)))
+    out = {}
+    for title, vector in table.items():
+        v = rotation @ vector + noise * rng.normal(size=dim) / np.sqrt(dim)
+        out[title] = v / np.linalg.norm(v)
+    return out
+
+
+def test_a_second_view_adds_its_own_features(tmp_path: Path) -> None:
+    pairs, table = _clusters(3, n_canonical=120, duplicates=6)
+    train = [p for p in pairs if not p.duplicate or int(p.title2.rsplit("-", 1)[1]) < 4]
+    test = [p for p in pairs if p.duplicate and int(p.title2.rsplit("-", 1)[1]) >= 4]
+    # two noisy views of the same vectors: each alone loses what the other keeps
+    views = {"a": _rotated(table, 10, 1.5), "b": _rotated(table, 11, 1.5)}
+    lookups = {name: _lookup(view) for name, view in views.items()}
+    titles = sorted({t for p in test for t in (p.title1, p.title2)})
+    vectors = {name: lookup(titles) for name, lookup in lookups.items()}
+    params = {"depth": 20, "rounds": 60, "min_child_samples": 10}
+    both = DuplicateReranker(**params).fit(train, lookups)
+    assert both.views_ == ("a", "b")
+    assert both.feature_names_[:2] == ["a.cosine", "a.log_rank"]
+    assert len(both.feature_names_) == 2 * len(FEATURES)
+    one = DuplicateReranker(**params).fit(train, {"a": lookups["a"]})
+    mrr_both = ranking_metrics(ranks_for(test, titles, both.scorer(titles, vectors)))["mrr"]
+    mrr_one = ranking_metrics(ranks_for(test, titles, one.scorer(titles, vectors)))["mrr"]
+    assert mrr_both > mrr_one
+    # the candidates come from the first view; a missing view is a clear error
+    scores = both.scorer(titles, vectors)(np.array([0]))[0]
+    first = vectors["a"][0] @ vectors["a"].T
+    first[0] = -np.inf
+    assert set(np.nonzero(scores > 0)[0]) == set(np.argsort(-first)[:20])
+    with pytest.raises(ValueError, match="views"):
+        both.scorer(titles, {"a": vectors["a"]})
+    both.save(tmp_path / "rr")
+    loaded = DuplicateReranker.load(tmp_path / "rr")
+    assert loaded.views_ == ("a", "b")
+    assert np.allclose(loaded.scorer(titles, vectors)(np.arange(4)),
+                       both.scorer(titles, vectors)(np.arange(4)), atol=1e-6)
 
 
 def test_scores_keep_the_cosine_order_beyond_the_reranked_depth() -> None:
     pairs, table = _clusters(1, n_canonical=30, duplicates=3)
     lookup = _lookup(table)
-    reranker = DuplicateReranker(depth=5, rounds=10, min_child_samples=5).fit(pairs, lookup)
+    reranker = DuplicateReranker(depth=5, rounds=10, min_child_samples=5).fit(
+        pairs, {"v": lookup})
     titles = sorted(table)
     vectors = lookup(titles)
-    scores = reranker.scorer(titles, vectors)(np.array([0, 1]))
+    scores = reranker.scorer(titles, {"v": vectors})(np.array([0, 1]))
     assert scores.shape == (2, len(titles))
     for row, query in zip(scores, (0, 1), strict=True):
         top = row > 0
@@ -142,7 +191,7 @@ def test_scores_keep_the_cosine_order_beyond_the_reranked_depth() -> None:
 def test_reranker_needs_duplicates() -> None:
     table = {"a": _unit([1, 0]), "b": _unit([0, 1])}
     with pytest.raises(ValueError, match="no duplicate pairs"):
-        DuplicateReranker().fit([TitlePair(False, "a", "b")], _lookup(table))
+        DuplicateReranker().fit([TitlePair(False, "a", "b")], {"v": _lookup(table)})
 
 
 def test_remember_adds_pairs_and_keeps_the_model(tmp_path: Path) -> None:
@@ -150,7 +199,8 @@ def test_remember_adds_pairs_and_keeps_the_model(tmp_path: Path) -> None:
     lookup = _lookup(table)
     first = [p for p in pairs if not p.duplicate or p.title2.endswith(("-0", "-1"))]
     later = [p for p in pairs if p.duplicate and p.title2.endswith(("-2", "-3"))]
-    reranker = DuplicateReranker(depth=10, rounds=20, min_child_samples=5).fit(first, lookup)
+    reranker = DuplicateReranker(depth=10, rounds=20, min_child_samples=5).fit(
+        first, {"v": lookup})
     model = reranker.booster_.model_to_string()
     before = len(reranker.memory_)
     assert before == 80
@@ -160,7 +210,7 @@ def test_remember_adds_pairs_and_keeps_the_model(tmp_path: Path) -> None:
         asked.extend(titles)
         return lookup(titles)
 
-    reranker.remember(later + first, counting)
+    reranker.remember(later + first, {"v": counting})
     assert len(reranker.memory_) == before + len(later)  # pairs it knew are not added twice
     assert set(asked) == {p.title2 for p in later}  # only unseen titles are encoded
     assert reranker.booster_.model_to_string() == model
