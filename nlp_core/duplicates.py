@@ -199,8 +199,8 @@ def _normalise(matrix: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(matrix / norms, dtype=np.float32)
 
 
-def _encode(encoder: Any, texts: Sequence[str], cache_dir: Path | None,
-            show_progress: bool = False) -> np.ndarray:
+def encode_titles(encoder: Any, texts: Sequence[str], cache_dir: Path | None = None,
+                  show_progress: bool = False) -> np.ndarray:
     """``encoder``'s vectors of ``texts``, through the embedding cache when there is one."""
     if cache_dir is None:
         return np.asarray(encoder.encode(list(texts), show_progress=show_progress))
@@ -291,7 +291,7 @@ class DuplicateRanker:
             if view == "minilm" and raw is not None:
                 out[view] = raw
                 continue
-            out[view] = _encode(self._encoder(view), titles, cache_dir, show_progress)
+            out[view] = encode_titles(self._encoder(view), titles, cache_dir, show_progress)
         return out
 
     @property
@@ -309,7 +309,7 @@ class DuplicateRanker:
 
     def embed(self, texts: Sequence[str], cache_dir: Path | None = None) -> np.ndarray:
         """Unit vectors of ``texts`` in the ranking space (encoder cache in ``cache_dir``)."""
-        return self.transform(_encode(self._encoder(), texts, cache_dir))
+        return self.transform(encode_titles(self._encoder(), texts, cache_dir))
 
     # --- training -------------------------------------------------------------------------
     def fit(self, pairs: Sequence[TitlePair], cache_dir: Path | None = None,
@@ -320,7 +320,7 @@ class DuplicateRanker:
         position = {t: i for i, t in enumerate(titles)}
         if progress:
             progress(0.05, f"encoding {len(titles)} training titles")
-        raw = _encode(self._encoder(), titles, cache_dir, show_progress=progress is not None)
+        raw = encode_titles(self._encoder(), titles, cache_dir, show_progress=progress is not None)
         self.adapter_ = None
         self.adapter_digest_ = None
         duplicates = [p for p in pairs if p.duplicate]

@@ -26,6 +26,7 @@ from nlp_core.duplicates import (
     DuplicateRanker,
     TitlePair,
     cache_dir,
+    encode_titles,
     ranking_metrics,
     read_pairs,
     split_pairs,
@@ -205,12 +206,8 @@ def _remember_all_pairs(ranker: DuplicateRanker, pairs: Sequence[TitlePair],
     in_file = {(p.title1, p.title2) for p in pairs} | {(p.title2, p.title1) for p in pairs}
     ours = [p for p in read_pairs(path) if (p.title1, p.title2) not in in_file]
     reranker.remember(ours, {
-        view: partial(_encoded, ranker._encoder(view), cache_dir(settings))
+        view: partial(encode_titles, ranker._encoder(view), cache_dir=cache_dir(settings))
         for view in reranker.views_})
-
-
-def _encoded(encoder: Any, cache: Path, titles: Sequence[str]) -> np.ndarray:
-    return np.asarray(encoder.encode_cached(list(titles), cache))
 
 
 def _errors(duplicates: Sequence[TitlePair], titles: Sequence[str], ranks: np.ndarray,
