@@ -273,21 +273,23 @@ class DuplicateRanker:
         ``settings``' data dir and backend, unless already set."""
         from nlp_core.encoder import packaged_encoder
 
-        reranker = getattr(self, "reranker_", None)
-        for view in reranker.views_ if reranker is not None else self.rerank_views:
+        for view in self._views():
             if view != "minilm" and view not in self._encoders:
                 self._encoders[view] = packaged_encoder(view, settings)
         return self
+
+    def _views(self) -> tuple[str, ...]:
+        """The views the fitted re-ranker reads, or those it will be fitted on."""
+        reranker = getattr(self, "reranker_", None)
+        return reranker.views_ if reranker is not None else self.rerank_views
 
     def view_vectors(self, titles: Sequence[str], cache_dir: Path | None = None,
                      raw: np.ndarray | None = None,
                      show_progress: bool = False) -> dict[str, np.ndarray]:
         """Raw vectors of ``titles`` in ``minilm`` and in every view the re-ranker reads
         (``raw``: the MiniLM ones, if already encoded; ``show_progress``: a bar per view)."""
-        reranker = getattr(self, "reranker_", None)
-        views = reranker.views_ if reranker is not None else self.rerank_views
         out: dict[str, np.ndarray] = {}
-        for view in dict.fromkeys(("minilm", *views)):
+        for view in dict.fromkeys(("minilm", *self._views())):
             if view == "minilm" and raw is not None:
                 out[view] = raw
                 continue
