@@ -248,15 +248,6 @@ def model_dim(model_path: Path) -> int:
     return int(json.loads((model_path / "config.json").read_text())["hidden_size"])
 
 
-def _pad_token(model_path: Path) -> str:
-    import json
-
-    special = model_path / "special_tokens_map.json"
-    token = json.loads(special.read_text()).get("pad_token", "[PAD]") if special.is_file() \
-        else "[PAD]"
-    return str(token["content"] if isinstance(token, dict) else token)
-
-
 class _OnnxModel:
     """A sentence-transformers model run by onnxruntime: tokenise, transformer, mean pooling,
     L2 norm."""
@@ -273,8 +264,10 @@ class _OnnxModel:
         # The fast tokenizer alone: importing transformers (and with it torch) costs ~1.5 s.
         self.tokenizer = Tokenizer.from_file(str(model_path / "tokenizer.json"))
         self.tokenizer.enable_truncation(MAX_TOKENS)
-        pad = _pad_token(model_path)
-        self.tokenizer.enable_padding(pad_id=self.tokenizer.token_to_id(pad) or 0, pad_token=pad)
+        # the file's own pad token and id (MPNet's is <pad>, 1), padded to the longest in a batch
+        pad = self.tokenizer.padding or {}
+        self.tokenizer.enable_padding(pad_id=pad.get("pad_id", 0),
+                                      pad_token=pad.get("pad_token", "[PAD]"))
         self.dim = model_dim(model_path)
 
         def session(threads: int) -> Any:
