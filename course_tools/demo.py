@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import Field
 
-from course_tools import tools
+from course_tools import register
 from course_tools.base import ToolCommand, ToolContext, ToolParams, ToolResult, ToolSpec
 
 BATCHES = 50
@@ -185,7 +185,7 @@ def _sweep_plot(sizes: Any, errors: list[float], slope: float, intercept: float)
     return _png(fig)
 
 
-SPEC = tools.register("demo.montecarlo_pi")(ToolSpec(
+SPEC = register(ToolSpec(
     name="demo.montecarlo_pi",
     course="demo",
     summary="Estimate π by sampling random points (a quick demo of background jobs).",

@@ -133,18 +133,30 @@ def find_file(relpath: str) -> DataFile:
     raise KeyError(f"no registered data file {relpath!r}")
 
 
+@dataclass(frozen=True)
+class DataCatalogue:
+    """The registered data files of one data dir. The bot hands it to ``nlp_core`` and to the
+    course tools, which only ever call :meth:`require`."""
+
+    data_dir: Path
+
+    def require(self, relpath: str) -> Path:
+        """The local path of a registered data file, or a :class:`MissingDataError` saying
+        how to fetch it."""
+        find_file(relpath)
+        path = self.data_dir / "datasets" / relpath
+        if not path.is_file():
+            raise MissingDataError(
+                f"{relpath} is not in the data dir ({path.parent}). Run "
+                f"`amlbot data fetch --mirror DIR` (DIR laid out like the public mirror) "
+                f"or `amlbot data fetch` to download it."
+            )
+        return path
+
+
 def require(relpath: str, settings: Settings | None = None) -> Path:
-    """The local path of a registered data file, or a :class:`MissingDataError` saying how to
-    fetch it."""
-    find_file(relpath)
-    path = datasets_dir(settings) / relpath
-    if not path.is_file():
-        raise MissingDataError(
-            f"{relpath} is not in the data dir ({path.parent}). Run "
-            f"`amlbot data fetch --mirror DIR` (DIR laid out like the public mirror) "
-            f"or `amlbot data fetch` to download it."
-        )
-    return path
+    """:meth:`DataCatalogue.require` in the data dir of ``settings``."""
+    return DataCatalogue((settings or get_settings()).data_dir).require(relpath)
 
 
 def dataset_status(settings: Settings | None = None) -> list[str]:

@@ -17,7 +17,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -48,7 +48,6 @@ class JobSpec:
     data_dir: str
     num_cpus: float = 1.0
     num_gpus: float = 0.0
-    env: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -74,16 +73,13 @@ def execute(
     spec: JobSpec, emit: Emit, cancel: CancelFlag, *, ship_files: bool = False
 ) -> JobEvent:
     """Run ``spec`` and return its final event (never raises)."""
+    from bot.data import DataCatalogue
     from course_tools import load_tools
     from course_tools.base import JobCancelled, ToolContext
 
     job_id = spec.job_id
-    os.environ["AMLBOT_DATA_DIR"] = spec.data_dir
-    os.environ.update(spec.env)
+    data_dir = Path(spec.data_dir)
     try:
-        from bot.settings import get_settings
-
-        get_settings.cache_clear()
         tool = load_tools().get(spec.tool)
         command = tool.command(spec.command)
         params = command.params.model_validate(spec.params)
@@ -98,7 +94,9 @@ def execute(
                 emit(("progress", job_id, float(fraction), str(detail)[:300]))
 
         ctx = ToolContext(params=params, work_dir=work_dir, progress=progress,
-                          cancel_event=cancel)
+                          cancel_event=cancel, data_dir=data_dir,
+                          data=DataCatalogue(data_dir),
+                          find_job=lambda other: data_dir / "jobs" / other)
         ctx.check_cancelled()
         result = command.func(ctx)
         ctx.check_cancelled()

@@ -23,7 +23,7 @@ from bot.skills.base import Command, Request, Skill
 
 if TYPE_CHECKING:
     from bot.core.assistant import Assistant
-    from bot.registry import Registry
+    from course_tools import ToolRegistry
     from course_tools.base import ToolCommand, ToolSpec
 
 QUOTA_WINDOW = timedelta(hours=24)
@@ -62,7 +62,7 @@ class ToolsSkill(Skill):
         self._submit_lock = threading.Lock()
 
     @cached_property
-    def tools(self) -> Registry[ToolSpec]:
+    def tools(self) -> ToolRegistry:
         """The tool registry, loaded on first use so that starting the bot stays quick."""
         from course_tools import load_tools
 

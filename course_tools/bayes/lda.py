@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import time
+from pathlib import Path
 
 import numpy as np
 from pydantic import Field
@@ -28,11 +29,8 @@ class LDAParams(ToolParams):
     top_words: int = Field(default=8, ge=3, le=30, description="words shown per topic")
 
 
-def load_titles(limit: int, seed: int) -> list[str]:
-    """Up to ``limit`` StackOverflow titles from the data dir, in a seeded random order."""
-    from bot.data import require
-
-    path = require("so_tags/train.tsv")
+def load_titles(path: Path, limit: int, seed: int) -> list[str]:
+    """Up to ``limit`` StackOverflow titles of ``path`` (so_tags), in a seeded random order."""
     with path.open(newline="", encoding="utf-8") as fh:
         titles = [row["title"] for row in csv.DictReader(fh, delimiter="\t")]
     order = np.random.default_rng(seed).permutation(len(titles))[:limit]
@@ -47,7 +45,7 @@ def train_lda(ctx: ToolContext) -> ToolResult:
     p = ctx.params
     assert isinstance(p, LDAParams)
     ctx.report(0.02, "loading StackOverflow titles")
-    titles = load_titles(p.n_docs, p.seed)
+    titles = load_titles(ctx.require("so_tags/train.tsv"), p.n_docs, p.seed)
     n_test = max(1, len(titles) // 10)
     vectorizer = CountVectorizer(stop_words="english", min_df=p.min_df, max_df=0.5,
                                  token_pattern=r"(?u)\b[a-zA-Z][a-zA-Z0-9#+.\-]*[a-zA-Z0-9#+]\b")

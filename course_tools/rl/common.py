@@ -258,18 +258,16 @@ def save_torch_agent(work_dir: Path, meta: dict[str, Any], state_dict: dict[str,
 
 
 def resolve_job_dir(job: str, ctx: ToolContext) -> Path:
-    """Find an earlier job's work dir from its id (a sibling of this job's dir).
+    """Find an earlier job's work dir from its id (through the bot's ``find_job``, which
+    checks that the job is this user's; else a sibling of this job's dir).
 
     Only job ids are accepted, never paths: a chat user must not point us at other files.
     """
-    from bot.settings import get_settings
-
     if not job or not all(c.isalnum() or c in "_-" for c in job):
         raise ValueError(f"{job!r} is not a job id")
-    candidates = [ctx.work_dir.parent / job, get_settings().data_dir / "jobs" / job]
-    for candidate in candidates:
-        if (candidate / AGENT_META).is_file():
-            return candidate
+    candidate = ctx.find_job(job) if ctx.find_job is not None else ctx.work_dir.parent / job
+    if (candidate / AGENT_META).is_file():
+        return candidate
     raise ValueError(f"no saved agent for job {job!r} (looked for {AGENT_META} in its work dir)")
 
 

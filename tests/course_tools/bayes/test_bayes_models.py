@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
+from bot.data import DataCatalogue
 from course_tools.base import ToolContext, ToolParams
 from course_tools.bayes import SPECS
 from course_tools.bayes.em import EMParams
@@ -46,7 +47,7 @@ def test_vae_one_epoch(tmp_path: Path) -> None:
 
 def test_lda_topics_on_stackoverflow_titles(shared_data_dir: Path, tmp_path: Path) -> None:
     result = train_lda(ToolContext(params=LDAParams(n_docs=3_000, n_topics=5, max_iter=3),
-                                   work_dir=tmp_path))
+                                   work_dir=tmp_path, data=DataCatalogue(shared_data_dir)))
     assert result.metrics["perplexity"] > 1
     assert result.text.count("topic ") >= 5
     assert is_png(result.images[0][1])
