@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
@@ -25,6 +25,9 @@ class ToolParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     seed: int = 0
+
+
+P = TypeVar("P", bound=ToolParams)
 
 
 class JobCancelled(Exception):
@@ -69,10 +72,11 @@ def serial_map(func: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
 
 
 @dataclass
-class ToolContext:
+class ToolContext(Generic[P]):
     """What a running tool gets.
 
-    * ``params``: its validated parameters;
+    * ``params``: its parameters, validated once where the request was read (typed: a tool
+      function takes ``ToolContext[ItsParams]``);
     * ``work_dir``: this job's own directory (results, checkpoints);
     * ``data_dir``: the bot's data dir, for models and caches shared between jobs;
     * ``data``: the data catalogue (``data.require("so_tags/train.tsv")``);
@@ -85,7 +89,7 @@ class ToolContext:
     * ``progress`` and ``cancel_event``: see :meth:`report`.
     """
 
-    params: ToolParams
+    params: P
     work_dir: Path
     progress: Callable[[float, str], None] = lambda fraction, detail: None
     cancel_event: threading.Event | Any = field(default_factory=threading.Event)
@@ -131,11 +135,8 @@ class ToolResult:
     follow_up: str | None = None  # e.g. "/play rl.dqn <job id>"
 
 
-ToolFunc = Callable[[ToolContext], ToolResult]
-
-
 @dataclass(frozen=True)
-class ToolCommand:
+class ToolCommand(Generic[P]):
     """One thing a tool can do (``train``, ``run``, ``play``...), with its parameter model.
 
     ``positional`` names the parameters a bare word may fill, in order (``/remember alice``).
@@ -143,8 +144,8 @@ class ToolCommand:
     """
 
     name: str
-    func: ToolFunc
-    params: type[ToolParams]
+    func: Callable[[ToolContext[P]], ToolResult]
+    params: type[P]
     help: str
     heavy: bool = True
     resources: Resources = Resources()
@@ -178,20 +179,20 @@ class ToolSpec:
     name: str  # "<course>.<method>", e.g. "rl.dqn"
     course: str
     summary: str
-    commands: tuple[ToolCommand, ...]
+    commands: tuple[ToolCommand[Any], ...]
     examples: tuple[str, ...] = ()  # plain-English phrasings for the intent classifier
     headline_metric: str = ""
     chat_commands: tuple[ChatCommand, ...] = ()
     cli_name: str | None = None
 
-    def command(self, name: str) -> ToolCommand:
+    def command(self, name: str) -> ToolCommand[Any]:
         for command in self.commands:
             if command.name == name:
                 return command
         known = ", ".join(c.name for c in self.commands)
         raise KeyError(f"{self.name} has no command {name!r} (it has: {known})")
 
-    def default_command(self, verb: str | None = None) -> ToolCommand:
+    def default_command(self, verb: str | None = None) -> ToolCommand[Any]:
         """The command a request names only by verb: ``/train`` -> ``train``; with no verb
         (``/run``, an NLU request, ``amlbot tool run``): ``run``, else ``train``, else the
         first."""

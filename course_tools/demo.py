@@ -47,12 +47,11 @@ def _sample_inside(rng: Any, count: int) -> tuple[int, Any]:
     return int(inside.sum()), (points, inside)
 
 
-def estimate(ctx: ToolContext) -> ToolResult:
+def estimate(ctx: ToolContext[EstimateParams]) -> ToolResult:
     """Sample ``n`` points in the unit square; 4 × (share inside the quarter circle) ≈ π."""
     import numpy as np
 
     params = ctx.params
-    assert isinstance(params, EstimateParams)
     rng = np.random.default_rng(params.seed)
     batch = max(params.n // BATCHES, 1)
     done = hits = 0
@@ -96,12 +95,11 @@ def estimate(ctx: ToolContext) -> ToolResult:
     )
 
 
-def sweep(ctx: ToolContext) -> ToolResult:
+def sweep(ctx: ToolContext[SweepParams]) -> ToolResult:
     """Estimate π at growing sample sizes and fit how fast the error shrinks (≈ n^-0.5)."""
     import numpy as np
 
     params = ctx.params
-    assert isinstance(params, SweepParams)
     rng = np.random.default_rng(params.seed)
     sizes = np.unique(np.geomspace(1_000, params.n_max, params.sizes).astype(int))
     errors: list[float] = []

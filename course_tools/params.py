@@ -68,7 +68,10 @@ def parse_number(text: str) -> float:
         base, exponent = int(power.group(1)), int(power.group(2))
         if exponent > 400:
             raise ValueError(text)
-        return float(base**exponent)
+        try:
+            return float(base**exponent)
+        except OverflowError:  # 9^400: a number, but past any bound a parameter has
+            raise ValueError(text) from None
     match = _NUMBER.match(cleaned)
     if not match:
         raise ValueError(text)

@@ -33,10 +33,8 @@ class ToolRegistry:
 
     def register(self, spec: ToolSpec) -> ToolSpec:
         """Add ``spec``; registering the same declaration again is a no-op."""
-        known = self._specs.get(spec.name)
-        if known is not None and known is not spec:
+        if self._specs.setdefault(spec.name, spec) is not spec:
             raise ValueError(f"course tool {spec.name!r} is already registered")
-        self._specs[spec.name] = spec
         return spec
 
     def register_course_command(self, course: str, help: str) -> None:
@@ -44,11 +42,11 @@ class ToolRegistry:
         self.course_commands[course] = CourseCommand(course, help)
 
     def get(self, name: str) -> ToolSpec:
-        try:
-            return self._specs[name]
-        except KeyError:
-            known = ", ".join(sorted(self._specs)) or "none"
-            raise UnknownTool(f"no course tool named {name!r} (known: {known})") from None
+        spec = self._specs.get(name)
+        if spec is None:
+            known = ", ".join(self.names()) or "none"
+            raise UnknownTool(f"no course tool named {name!r} (known: {known})")
+        return spec
 
     def find(self, name: str, course: str | None = None) -> ToolSpec:
         """The tool called ``name``, case-insensitively, or by its unique method part

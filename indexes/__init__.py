@@ -1,5 +1,11 @@
-"""Vector indexes of StackOverflow threads (FAISS), with their metadata beside them."""
+"""Vector indexes of StackOverflow threads (FAISS), with their metadata beside them.
 
-from indexes.thread_index import Hit, ThreadIndex, ThreadIndexError, ThreadMeta
+The index stores vectors and metadata and knows no encoder: ``nlp_core`` reads the corpora,
+embeds the titles and hands the vectors in.
+"""
+
+from indexes.errors import ThreadIndexError
+from indexes.metadata import ThreadMeta
+from indexes.thread_index import Hit, ThreadIndex
 
 __all__ = ["Hit", "ThreadIndex", "ThreadIndexError", "ThreadMeta"]

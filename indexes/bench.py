@@ -23,18 +23,21 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from indexes.metadata import ThreadMeta
 from indexes.synthetic import (
     NeighbourhoodSampler,
     calibrate_sampler,
     nearest_neighbours,
     nn_similarity_quantiles,
 )
-from indexes.thread_index import ThreadIndex, ThreadMeta, exact_topk, normalise, recall_at_k
+from indexes.thread_index import ThreadIndex
+from indexes.vectors import exact_topk, normalise, recall_at_k
 
 NOISE_GRID = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 1.0)
 
@@ -47,27 +50,6 @@ def _rss_mb() -> dict[str, float]:
             if key in ("VmRSS", "VmHWM", "RssAnon", "RssFile"):
                 out[key] = int(value.split()[0]) / 1024
     return out
-
-
-def cached_real_vectors(min_titles: int = 5000) -> tuple[
-        np.ndarray, list[tuple[str, str, tuple[str, ...]]]]:
-    """The real title vectors (in title order) and their titles: every whole chunk cached so
-    far, encoding more chunks until at least ``min_titles`` (capped at the corpus) are there."""
-    from indexes.corpus import chunk_cache_path, real_title_vectors, real_titles
-    from nlp_core.encoder import encoder_from_settings
-
-    titles = real_titles()
-    chunk = 5000
-    encoder = encoder_from_settings()
-    cached = 0
-    for start in range(0, len(titles), chunk):
-        texts = [text for _, text, _ in titles[start:start + chunk]]
-        if not chunk_cache_path(encoder.name, texts).is_file():
-            break
-        cached = min(start + chunk, len(titles))
-    want = min(len(titles), max(cached, -(-min_titles // chunk) * chunk))
-    vectors = real_title_vectors(want, chunk=chunk, encoder=encoder)
-    return vectors, titles[:len(vectors)]
 
 
 def synthetic_chunk(base: np.ndarray, sigma: float, size: int, seed: int) -> tuple[
@@ -98,15 +80,13 @@ def calibrate_noise(base: np.ndarray, n_probes: int = 1000, seed: int = 0) -> di
     return {"sigma": best["sigma"], "real_quantiles": real, "grid": table}
 
 
-def _cached_neighbours(base: np.ndarray, k: int) -> np.ndarray:
-    """:func:`indexes.synthetic.nearest_neighbours` of ``base``, cached beside the title vectors
-    (keyed by their bytes): ~120k titles take minutes on two cores."""
+def _cached_neighbours(base: np.ndarray, k: int, cache_dir: Path) -> np.ndarray:
+    """:func:`indexes.synthetic.nearest_neighbours` of ``base``, cached in ``cache_dir`` (keyed
+    by their bytes): ~120k titles take minutes on two cores."""
     import hashlib
 
-    from bot.settings import get_settings
-
     digest = hashlib.sha256(np.ascontiguousarray(base).tobytes()).hexdigest()[:24]
-    path = get_settings().data_dir / "cache" / "index-titles" / f"neighbours-{k}-{digest}.npy"
+    path = cache_dir / f"neighbours-{k}-{digest}.npy"
     if path.is_file():
         return np.load(path)
     table = nearest_neighbours(base, k)
@@ -230,12 +210,20 @@ def _filter_comparison(index: ThreadIndex, corpus: np.ndarray, parents: np.ndarr
     return out
 
 
-def bench_index(n: int, dim: int = 384, real: bool = False, json: bool = False, *,
+RealVectors = Callable[[int], tuple[np.ndarray, list[tuple[str, str, tuple[str, ...]]]]]
+
+
+def bench_index(n: int, real_vectors: RealVectors, cache_dir: Path, dim: int = 384,
+                real: bool = False, json: bool = False, *,
                 kind: str | None = None, n_queries: int = 1000, work_dir: Path | None = None,
                 st_queries: int = 100, target_recall: float = 0.95, n_tune: int = 500,
                 echo: Any = print) -> dict[str, Any]:
     """Build an index of ``n`` vectors, search it from a fresh process, compare with numpy brute
     force and ``sentence_transformers.util.semantic_search``; returns the metrics.
+
+    ``real_vectors(m)`` gives at least ``m`` real title vectors (fewer when the corpus is
+    smaller) with their ``(post_id, title, tags)``; ``cache_dir`` keeps the neighbour tables
+    the synthetic sampler needs.
 
     ``n_queries`` held-out real titles are the benchmark queries and ``n_tune`` others tune
     ``nprobe``; a synthetic corpus is grown from the rest (at most 8-fold per real title: all
@@ -247,7 +235,7 @@ def bench_index(n: int, dim: int = 384, real: bool = False, json: bool = False, 
     faiss.omp_set_num_threads(2)
     say = (lambda *_: None) if json else echo
     t_start = time.perf_counter()
-    vectors, titles = cached_real_vectors(5000 if real else max(5000, n // 8))
+    vectors, titles = real_vectors(5000 if real else max(5000, n // 8))
     if dim != vectors.shape[1]:
         # Other widths: a fixed random projection of the real vectors keeps their structure.
         rng = np.random.default_rng(7)
@@ -274,7 +262,7 @@ def bench_index(n: int, dim: int = 384, real: bool = False, json: bool = False, 
         calibration = calibrate_sampler(base, tune_queries, growth)
         sampler = NeighbourhoodSampler(calibration["k"], calibration["alpha"],
                                        calibration["sigma"]).fit(
-            base, _cached_neighbours(base, calibration["k"]))
+            base, _cached_neighbours(base, calibration["k"], cache_dir))
         calibration["fit_s"] = time.perf_counter() - t
         # Queries drawn like the corpus: exchangeable with the indexed vectors.
         drawn, _ = sampler.sample(n_queries, seed=999_999)

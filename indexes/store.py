@@ -22,16 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
-from indexes.thread_index import INFO_FILE, Hit, ThreadIndex, ThreadIndexError
+from indexes.errors import ThreadIndexError
+from indexes.persistence import INFO_FILE
+from indexes.thread_index import Hit, ThreadIndex
 
 CURRENT = "CURRENT"
-
-
-def default_root() -> Path:
-    """Where `amlbot index build` publishes: ``<data_dir>/indexes/thread-store``."""
-    from bot.settings import get_settings
-
-    return get_settings().data_dir / "indexes" / "thread-store"
 
 
 class IndexStore:

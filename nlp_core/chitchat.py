@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from bot.settings import Settings
 from nlp_core.encoder import Encoder
+from nlp_core.workspace import Workspace
 
 VERSION = "1"
 _URL = re.compile(r"https?://|www\.", re.IGNORECASE)
@@ -178,25 +178,25 @@ class ChitChatResponder:
         return model
 
 
-def model_dir(settings: Settings) -> Path:
+def model_dir(workspace: Workspace) -> Path:
     """Where the chit-chat index lives: ``<data_dir>/models/chitchat``."""
-    return settings.data_dir / "models" / "chitchat"
+    return workspace.data_dir / "models" / "chitchat"
 
 
-def train_chitchat(settings: Settings, encoder: Encoder | None = None,
+def train_chitchat(workspace: Workspace, encoder: Encoder | None = None,
                    progress: Callable[[float, str], None] | None = None) -> ChitChatResponder:
     """Build the chit-chat index from the dialogue corpora and save it."""
-    pairs = load_pairs(settings.chitchat_pairs)
+    pairs = load_pairs(workspace.chitchat_pairs)
     model = ChitChatResponder(encoder).fit(pairs, progress)
-    model.save(model_dir(settings))
+    model.save(model_dir(workspace))
     return model
 
 
-def load_or_train_chitchat(settings: Settings, encoder: Encoder | None = None,
+def load_or_train_chitchat(workspace: Workspace, encoder: Encoder | None = None,
                            progress: Callable[[float, str], None] | None = None
                            ) -> ChitChatResponder:
     """The saved chit-chat index, built first if missing, stale or built by another encoder."""
-    directory = model_dir(settings)
+    directory = model_dir(workspace)
     try:
         model = ChitChatResponder.load(directory, encoder)
         stamp = json.loads((directory / "version.json").read_text())
@@ -204,4 +204,4 @@ def load_or_train_chitchat(settings: Settings, encoder: Encoder | None = None,
             return model
     except (FileNotFoundError, ValueError, KeyError):
         pass
-    return train_chitchat(settings, encoder, progress)
+    return train_chitchat(workspace, encoder, progress)

@@ -1,4 +1,5 @@
-"""Loaders for the corpora the NLU trains on: StackOverflow tagged titles and dialogue text."""
+"""Loaders for the corpora the NLU trains on: StackOverflow tagged titles, AskUbuntu title
+pairs and dialogue text."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import hashlib
 import json
 import re
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 #: chatterbot-corpus files that talk about computers as a topic, left out of "chit-chat".
@@ -108,3 +110,34 @@ def split_heldout(
     """``(index, is_heldout)`` for each item, by :func:`in_heldout`."""
     for index, item in enumerate(items):
         yield index, in_heldout(item, fraction, salt)
+
+
+@dataclass(frozen=True)
+class TitlePair:
+    """Two question titles and whether one is a duplicate of the other."""
+
+    duplicate: bool
+    title1: str
+    title2: str
+
+
+def read_pairs(path: Path) -> list[TitlePair]:
+    """Pairs from a ``label<TAB>title1<TAB>title2`` file (label ``duplicate|non-duplicate``)."""
+    pairs: list[TitlePair] = []
+    with path.open(encoding="utf-8", newline="") as handle:
+        rows = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
+        try:
+            for number, row in enumerate(rows, start=1):
+                if not row or not "".join(row).strip():
+                    continue
+                if len(row) < 3:
+                    raise ValueError(f"{path}:{number}: expected label, title1, title2")
+                label = row[0].strip().lower()
+                if label not in {"duplicate", "non-duplicate"}:
+                    if number == 1:  # a header line
+                        continue
+                    raise ValueError(f"{path}:{number}: unknown label {row[0]!r}")
+                pairs.append(TitlePair(label == "duplicate", row[1], row[2]))
+        except UnicodeDecodeError as error:
+            raise ValueError(f"{path}: not UTF-8 text ({error.reason})") from None
+    return pairs

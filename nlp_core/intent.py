@@ -6,7 +6,7 @@ and each course tool brings its own plain-English phrasings (``tool_examples``).
 word TF-IDF (uni+bigrams of :func:`tokenize`) and char TF-IDF (2-5 grams within words); the
 classifier is a one-vs-rest linear SVM whose scores become probabilities through a softmax with
 a temperature tuned (log-loss) on a hashed validation part, so ``confidence`` can be compared
-with ``settings.intent_threshold``.
+with ``workspace.intent_threshold``.
 """
 
 from __future__ import annotations
@@ -15,15 +15,23 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
+from nlp_core.artifacts import load_text_model, save_text_model
+from nlp_core.corpora import (
+    chatterbot_statements,
+    chitchat_utterances,
+    in_heldout,
+    load_so_tags,
+    load_titles,
+    read_pairs,
+)
+from nlp_core.tags import split_so_tags
 from nlp_core.text import char_ngram_tfidf, tokenize
 from nlp_core.tfidf import FrozenTfidf, LinearScorer
-
-if TYPE_CHECKING:
-    from bot.settings import Settings
+from nlp_core.workspace import Workspace
 
 MODEL_NAME = "intent"
 MODEL_VERSION = "3"
@@ -89,8 +97,6 @@ class IntentClassifier:
         """Learn intents from labelled texts plus each tool's phrasings (tool name -> texts)."""
         from sklearn.feature_extraction.text import TfidfVectorizer
         from sklearn.svm import LinearSVC
-
-        from nlp_core.corpora import in_heldout
 
         report = progress or (lambda _fraction, _detail: None)
         started = time.perf_counter()
@@ -186,8 +192,6 @@ class IntentClassifier:
     # --- persistence -------------------------------------------------------------------------
     def save(self, directory: Path, metrics: dict[str, Any] | None = None) -> Path:
         """Write the model (JSON and ``.npy``, see :mod:`nlp_core.artifacts`) to ``directory``."""
-        from nlp_core.artifacts import save_text_model
-
         self._check_fitted()
         return save_text_model(
             directory, MODEL_NAME, MODEL_VERSION, word=self.word_tfidf_, char=self.char_tfidf_,
@@ -202,8 +206,6 @@ class IntentClassifier:
     @classmethod
     def load(cls, directory: Path) -> IntentClassifier:
         """Load a model written by :meth:`save` (no pickles, no scikit-learn import)."""
-        from nlp_core.artifacts import load_text_model
-
         stamp, word, char, coef, intercept = load_text_model(directory, MODEL_NAME,
                                                              MODEL_VERSION)
         model = cls(**stamp["params"])
@@ -237,7 +239,7 @@ def _tune_temperature(scores: np.ndarray, target: np.ndarray) -> float:
 
 # --- corpus and training entry points ---------------------------------------------------------
 def build_corpus(
-    settings: Settings,
+    workspace: Workspace,
     tool_examples: Mapping[str, Sequence[str]] | None = None,
     *,
     max_programming: int | None = None,
@@ -251,16 +253,6 @@ def build_corpus(
     other titles, dialogue texts and tool phrasings are held out by text hash.
     ``max_*`` cap each side (tests train on subsets).
     """
-    from bot.data import require
-    from nlp_core.corpora import (
-        chatterbot_statements,
-        chitchat_utterances,
-        in_heldout,
-        load_so_tags,
-        load_titles,
-    )
-    from nlp_core.duplicates import read_pairs
-    from nlp_core.tags import split_so_tags
 
     train_x: list[str] = []
     train_y: list[str] = []
@@ -279,14 +271,14 @@ def build_corpus(
     def hashed(text: str) -> bool:
         return in_heldout(text, HELDOUT_FRACTION, HELDOUT_SALT)
 
-    titles, _ = load_so_tags(require("so_tags/train.tsv", settings))
+    titles, _ = load_so_tags(workspace.require("so_tags/train.tsv"))
     _, tag_test = split_so_tags(titles)
     tag_test_titles = {titles[i] for i in tag_test}
-    askubuntu = read_pairs(require("askubuntu_dups/train_titles.tsv", settings))
+    askubuntu = read_pairs(workspace.require("askubuntu_dups/train_titles.tsv"))
     programming = _dedupe(
-        titles + load_titles(require("so_tags/unlabeled.tsv", settings))
+        titles + load_titles(workspace.require("so_tags/unlabeled.tsv"))
         + [t for pair in askubuntu for t in (pair.title1, pair.title2)]
-        + load_titles(require("so_posts/staqc_sql_titles.tsv", settings))
+        + load_titles(workspace.require("so_posts/staqc_sql_titles.tsv"))
     )
     chitchat = _dedupe(
         [t for t in chitchat_utterances() if in_heldout(t, CHITCHAT_FRACTION, "chitchat-use")]
@@ -319,13 +311,13 @@ def _dedupe(texts: Sequence[str]) -> list[str]:
     return out
 
 
-def model_dir(settings: Settings) -> Path:
+def model_dir(workspace: Workspace) -> Path:
     """Where the default intent model lives: ``<data_dir>/models/intent``."""
-    return settings.data_dir / "models" / MODEL_NAME
+    return workspace.data_dir / "models" / MODEL_NAME
 
 
 def train_intent(
-    settings: Settings,
+    workspace: Workspace,
     progress: Callable[[float, str], None] | None = None,
     *,
     tool_examples: Mapping[str, Sequence[str]] | None = None,
@@ -334,13 +326,13 @@ def train_intent(
 
     Tool phrasings are split like the rest, so ``amlbot eval intent`` can test held-out ones.
     """
-    corpus = build_corpus(settings, tool_examples)
+    corpus = build_corpus(workspace, tool_examples)
     tools = _tools_of(corpus.train_texts, corpus.train_intents)
     plain = [(t, i) for t, i in zip(corpus.train_texts, corpus.train_intents, strict=True)
              if not i.startswith(TOOL_PREFIX)]
     model = IntentClassifier().fit([t for t, _ in plain], [i for _, i in plain],
                                    tool_examples=tools, progress=progress)
-    model.save(model_dir(settings), {"tools": sorted(tools)})
+    model.save(model_dir(workspace), {"tools": sorted(tools)})
     return model
 
 
@@ -353,19 +345,19 @@ def _tools_of(texts: Sequence[str], intents: Sequence[str]) -> dict[str, list[st
 
 
 def load_or_train_intent(
-    settings: Settings,
+    workspace: Workspace,
     progress: Callable[[float, str], None] | None = None,
     *,
     tool_examples: Mapping[str, Sequence[str]] | None = None,
 ) -> IntentClassifier:
     """The saved default intent model, trained first if missing, of another version, or if
     ``tool_examples`` names a tool the saved model does not know."""
-    directory = model_dir(settings)
+    directory = model_dir(workspace)
     try:
         model = IntentClassifier.load(directory)
     except (FileNotFoundError, ValueError, TypeError):
-        return train_intent(settings, progress, tool_examples=tool_examples)
+        return train_intent(workspace, progress, tool_examples=tool_examples)
     known = {str(c) for c in model.classes_}
     if any(tool_intent(name) not in known for name in (tool_examples or {})):
-        return train_intent(settings, progress, tool_examples=tool_examples)
+        return train_intent(workspace, progress, tool_examples=tool_examples)
     return model

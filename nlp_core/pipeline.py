@@ -9,16 +9,16 @@ import sys
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from bot.core.nlu import Entity, Understanding
-from bot.settings import Settings
+from nlp_core.nlu import Entity, Understanding
+from nlp_core.workspace import Workspace
 
 if TYPE_CHECKING:
+    from indexes import Hit
     from nlp_core.chitchat import ChitChatResponder
     from nlp_core.chitchat_llm import SmolLM2ChitChat
     from nlp_core.encoder import Encoder
@@ -30,16 +30,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 Progress = Callable[[float, str], None]
-
-
-@dataclass(frozen=True)
-class ThreadHit:
-    """A similar thread as the answer skill shows it."""
-
-    title: str
-    url: str
-    score: float
-    tags: tuple[str, ...] = ()
 
 
 class NLP:
@@ -120,10 +110,9 @@ class NLP:
                              tags=tags, entities=entities, slots=slots,
                              suggested_tool=suggested_tool)
 
-    def search_threads(self, text: str, language: str | None, k: int = 3) -> list[ThreadHit]:
+    def search_threads(self, text: str, language: str | None, k: int = 3) -> list[Hit]:
         """The ``k`` most similar threads, within ``language`` first."""
-        matches = self.searcher.search(text, language, k=k, vector=self.embed(text))
-        return [ThreadHit(m.title, m.url, m.similarity, m.tags) for m in matches]
+        return self.searcher.search(text, language, k=k, vector=self.embed(text))
 
     def chitchat(self, text: str, avoid: Iterable[str] = (),
                  history: Sequence[tuple[str, str]] = ()) -> str:
@@ -135,13 +124,6 @@ class NLP:
         if self.chitchat_generator is not None:
             return self.chitchat_generator.respond(text, avoid=avoid, history=history)
         return self.chitchat_model.respond(text, avoid=avoid, vector=self.embed(text))
-
-
-def tool_examples() -> dict[str, list[str]]:
-    """Each registered course tool's NLU phrasings."""
-    from course_tools import load_tools
-
-    return {name: list(spec.examples) for name, spec in load_tools().items() if spec.examples}
 
 
 class _Bar:
@@ -182,19 +164,18 @@ def _step(title: str, build: Callable[[Progress], Any], quiet: bool) -> Any:
     return result
 
 
-def load_or_build_entities(settings: Settings) -> ProgrammingEntities:
+def load_or_build_entities(workspace: Workspace) -> ProgrammingEntities:
     """The programming-entity ruler, from a vocabulary cached in the data dir (built from the
     so_tags titles and tags the first time)."""
     import json
 
-    from bot.data import require
     from nlp_core.ner.programming import ProgrammingEntities, build_vocabulary
 
-    path = settings.data_dir / "models" / "entities" / "vocabulary.json"
+    path = workspace.data_dir / "models" / "entities" / "vocabulary.json"
     try:
         vocabulary = json.loads(path.read_text(encoding="utf-8"))
     except (FileNotFoundError, ValueError):
-        vocabulary = build_vocabulary(require("so_tags/train.tsv", settings))
+        vocabulary = build_vocabulary(workspace.require("so_tags/train.tsv"))
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(vocabulary), encoding="utf-8")
@@ -208,61 +189,61 @@ _MODEL_DIRS = ("models/intent", "models/tags", "models/entities", "indexes/threa
                "models/chitchat")
 
 
-def _require_training_data(settings: Settings) -> None:
+def _require_training_data(workspace: Workspace) -> None:
     """Fail fast, before any work, when a model is missing and so is the data to train it."""
-    from bot.data import require
-
-    if all((settings.data_dir / d).is_dir() for d in _MODEL_DIRS):
+    if all((workspace.data_dir / d).is_dir() for d in _MODEL_DIRS):
         return
     for relpath in _TRAINING_FILES:
-        require(relpath, settings)
+        workspace.require(relpath)
 
 
-def load_nlp(settings: Settings, *, quiet: bool = False) -> NLP:
+def load_nlp(workspace: Workspace, *, tool_examples: Mapping[str, Sequence[str]] | None = None,
+             quiet: bool = False) -> NLP:
     """Load every NLP model, training (with a progress bar on stderr) whatever is missing.
 
-    Once everything is trained, the loads run side by side: most of their time is imports.
+    ``tool_examples``: each course tool's phrasings (the intent model learns them as
+    ``tool:<name>`` intents). Once everything is trained, the loads run side by side: most of
+    their time is imports.
     """
     from concurrent.futures import ThreadPoolExecutor
 
     from nlp_core.chitchat import load_or_train_chitchat
-    from nlp_core.duplicates import cache_dir
-    from nlp_core.encoder import encoder_from_settings
+    from nlp_core.encoder import default_encoder
     from nlp_core.intent import load_or_train_intent
     from nlp_core.ner.programming import import_spacy
     from nlp_core.tags import load_or_train_tags
     from nlp_core.threads import ThreadSearcher
     from nlp_core.tool_match import ToolMatcher
 
-    _require_training_data(settings)
-    if settings.chitchat_backend == "smollm2":
+    _require_training_data(workspace)
+    if workspace.chitchat_backend == "smollm2":
         from nlp_core.chitchat_llm import check_installed
 
         check_installed()  # before minutes of training, not after
     # spaCy first, alone: it is imported with torch hidden (see import_spacy), which must not
     # race with another thread's imports.
     import_spacy()
-    encoder = encoder_from_settings(settings)
-    examples = tool_examples()
+    encoder = default_encoder(workspace)
+    examples = {name: list(texts) for name, texts in (tool_examples or {}).items()}
     with ThreadPoolExecutor(max_workers=3, thread_name_prefix="nlp-load") as pool:
         # Loading the encoder and the spaCy ruler overlaps the training or loading below.
         warm = pool.submit(encoder.encode, ["warm up"])
-        entities = pool.submit(load_or_build_entities, settings)
+        entities = pool.submit(load_or_build_entities, workspace)
         intent = _step("intent model",
-                       lambda p: load_or_train_intent(settings, p, tool_examples=examples),
+                       lambda p: load_or_train_intent(workspace, p, tool_examples=examples),
                        quiet)
         tags = _step("tag model", lambda p: load_or_train_tags(
-            settings, p, use_embeddings=settings.tags_use_embeddings), quiet)
+            workspace, p, use_embeddings=workspace.tags_use_embeddings), quiet)
         warm.result()
-        searcher = _step("thread index", lambda p: ThreadSearcher.load(settings, encoder, p),
+        searcher = _step("thread index", lambda p: ThreadSearcher.load(workspace, encoder, p),
                          quiet)
         chitchat = _step("chit-chat index",
-                         lambda p: load_or_train_chitchat(settings, encoder, p), quiet)
+                         lambda p: load_or_train_chitchat(workspace, encoder, p), quiet)
         loaded_entities = entities.result()
     tools = ToolMatcher().fit(examples, lambda texts: encoder.encode_cached(
-        texts, cache_dir(settings)))
+        texts, workspace.embeddings_cache))
     generator = None
-    if settings.chitchat_backend == "smollm2":
+    if workspace.chitchat_backend == "smollm2":
         # Imported here and loaded after the pool's work: the default (retrieval) start must
         # not pay for torch and transformers.
         from nlp_core.chitchat_llm import SmolLM2ChitChat

@@ -23,15 +23,16 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
+from nlp_core.artifacts import load_text_model, save_text_model
+from nlp_core.corpora import in_heldout, load_so_tags
+from nlp_core.encoder import Encoder
 from nlp_core.text import tokenize
 from nlp_core.tfidf import FrozenTfidf, LinearScorer
-
-if TYPE_CHECKING:
-    from bot.settings import Settings
+from nlp_core.workspace import Workspace
 
 MODEL_NAME = "tags"
 MODEL_VERSION = "2"
@@ -85,8 +86,6 @@ def main_language(tags: Sequence[str]) -> str | None:
 def split_so_tags(titles: Sequence[str]) -> tuple[list[int], list[int]]:
     """Indices of the fixed (train, test) split of a so_tags file: the default tag model trains
     on the first and ``amlbot eval tags`` scores on the second."""
-    from nlp_core.corpora import in_heldout
-
     train: list[int] = []
     test: list[int] = []
     for index, title in enumerate(titles):
@@ -132,8 +131,6 @@ class TagClassifier:
             return np.asarray(embeddings, dtype=np.float32)
         encoder = getattr(self, "_encoder", None)
         if encoder is None:
-            from nlp_core.encoder import Encoder
-
             encoder = self._encoder = Encoder()
         vectors: np.ndarray = encoder.encode(list(titles))
         return vectors
@@ -163,8 +160,6 @@ class TagClassifier:
         from sklearn.linear_model import LogisticRegression
         from sklearn.metrics import f1_score
         from sklearn.preprocessing import MultiLabelBinarizer
-
-        from nlp_core.corpora import in_heldout
 
         report = progress or (lambda _fraction, _detail: None)
         started = time.perf_counter()
@@ -330,8 +325,6 @@ class TagClassifier:
     # --- persistence -------------------------------------------------------------------------
     def save(self, directory: Path, metrics: dict[str, Any] | None = None) -> Path:
         """Write the model (JSON and ``.npy``, see :mod:`nlp_core.artifacts`) to ``directory``."""
-        from nlp_core.artifacts import save_text_model
-
         self._check_fitted()
         return save_text_model(
             directory, MODEL_NAME, MODEL_VERSION, word=self.word_tfidf_, char=self.char_tfidf_,
@@ -350,8 +343,6 @@ class TagClassifier:
     @classmethod
     def load(cls, directory: Path) -> TagClassifier:
         """Load a model written by :meth:`save` (no pickles, no scikit-learn import)."""
-        from nlp_core.artifacts import load_text_model
-
         stamp, word, char, coef, intercept = load_text_model(directory, MODEL_NAME,
                                                              MODEL_VERSION)
         model = cls(**stamp["params"])
@@ -367,41 +358,36 @@ class TagClassifier:
 
 
 # --- training entry points -------------------------------------------------------------------
-def model_dir(settings: Settings) -> Path:
+def model_dir(workspace: Workspace) -> Path:
     """Where the default tag model lives: ``<data_dir>/models/tags``."""
-    return settings.data_dir / "models" / MODEL_NAME
+    return workspace.data_dir / "models" / MODEL_NAME
 
 
-def embed_cached(titles: Sequence[str], settings: Settings) -> np.ndarray:
+def embed_cached(titles: Sequence[str], workspace: Workspace) -> np.ndarray:
     """MiniLM embeddings of ``titles``, cached under ``<data_dir>/cache/embeddings``."""
-    from nlp_core.encoder import Encoder
-
-    return Encoder().encode_cached(list(titles), settings.data_dir / "cache" / "embeddings")
+    return Encoder().encode_cached(list(titles), workspace.data_dir / "cache" / "embeddings")
 
 
 def train_tags(
-    settings: Settings,
+    workspace: Workspace,
     progress: Callable[[float, str], None] | None = None,
     *,
     use_embeddings: bool = True,
 ) -> TagClassifier:
     """Train the default tag model on the fixed train split of so_tags/train.tsv and save it."""
-    from bot.data import require
-    from nlp_core.corpora import load_so_tags
-
-    titles, tags = load_so_tags(require("so_tags/train.tsv", settings))
+    titles, tags = load_so_tags(workspace.require("so_tags/train.tsv"))
     train_idx, _ = split_so_tags(titles)
     train_titles = [titles[i] for i in train_idx]
     train_tags_ = [tags[i] for i in train_idx]
-    embeddings = embed_cached(train_titles, settings) if use_embeddings else None
+    embeddings = embed_cached(train_titles, workspace) if use_embeddings else None
     model = TagClassifier(use_embeddings=use_embeddings).fit(
         train_titles, train_tags_, embeddings=embeddings, progress=progress)
-    model.save(model_dir(settings), {"split": f"train (hash fraction {1 - TEST_FRACTION})"})
+    model.save(model_dir(workspace), {"split": f"train (hash fraction {1 - TEST_FRACTION})"})
     return model
 
 
 def load_or_train_tags(
-    settings: Settings,
+    workspace: Workspace,
     progress: Callable[[float, str], None] | None = None,
     *,
     use_embeddings: bool = True,
@@ -411,8 +397,8 @@ def load_or_train_tags(
     ``use_embeddings=False`` trains the TF-IDF-only variant when one is needed (~30 s instead of
     several minutes of encoding on 2 cores; F1 weighted 0.671 instead of 0.690).
     """
-    directory = model_dir(settings)
+    directory = model_dir(workspace)
     try:
         return TagClassifier.load(directory)
     except (FileNotFoundError, ValueError, TypeError):
-        return train_tags(settings, progress, use_embeddings=use_embeddings)
+        return train_tags(workspace, progress, use_embeddings=use_embeddings)

@@ -11,16 +11,16 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from bot.settings import Settings
-
-if TYPE_CHECKING:
-    from indexes import Hit, ThreadIndex, ThreadMeta
+from indexes import Hit, ThreadIndex, ThreadIndexError, ThreadMeta
+from nlp_core.corpora import load_so_tags, load_titles
+from nlp_core.encoder import default_encoder
+from nlp_core.workspace import Workspace
 
 Progress = Callable[[float, str], None]
 
@@ -67,8 +67,7 @@ def thread_tags(tags: Iterable[str]) -> tuple[str, ...]:
 
 
 # --- the corpus -----------------------------------------------------------------------------
-def load_threads(limit: int | None = None,
-                 settings: Settings | None = None) -> list[ThreadMeta]:
+def load_threads(workspace: Workspace, limit: int | None = None) -> list[ThreadMeta]:
     """Every title we hold, deduplicated (a title with a post id wins over one without).
 
     Order: StaQC SQL questions, sample posts, tagged so_tags titles, unlabeled titles. ``limit``
@@ -76,13 +75,9 @@ def load_threads(limit: int | None = None,
     """
     import csv
 
-    from bot.data import require
-    from indexes import ThreadMeta
-    from nlp_core.corpora import load_so_tags, load_titles
-
     sources: list[list[ThreadMeta]] = []
     staqc: list[ThreadMeta] = []
-    staqc_path = require("so_posts/staqc_sql_titles.tsv", settings)
+    staqc_path = workspace.require("so_posts/staqc_sql_titles.tsv")
     with staqc_path.open(encoding="utf-8", newline="") as handle:
         for row in csv.DictReader(handle, delimiter="\t"):
             title = (row.get("title") or "").strip()
@@ -90,7 +85,7 @@ def load_threads(limit: int | None = None,
                 staqc.append(ThreadMeta(row["post_id"].strip(), title, (SQL_TAG,), "staqc"))
     sources.append(staqc)
     posts: list[ThreadMeta] = []
-    with require("so_posts/so_sample_posts.jsonl", settings).open(encoding="utf-8") as handle:
+    with workspace.require("so_posts/so_sample_posts.jsonl").open(encoding="utf-8") as handle:
         for line in handle:
             if not line.strip():
                 continue
@@ -101,11 +96,11 @@ def load_threads(limit: int | None = None,
                 posts.append(ThreadMeta(str(record["id"]), title, thread_tags(tags),
                                         "so_sample_posts"))
     sources.append(posts)
-    titles, tag_lists = load_so_tags(require("so_tags/train.tsv", settings))
+    titles, tag_lists = load_so_tags(workspace.require("so_tags/train.tsv"))
     sources.append([ThreadMeta(None, t.strip(), thread_tags(tags), "so_tags")
                     for t, tags in zip(titles, tag_lists, strict=True) if t.strip()])
     sources.append([ThreadMeta(None, t.strip(), (), "so_tags_unlabeled")
-                    for t in load_titles(require("so_tags/unlabeled.tsv", settings)) if t.strip()])
+                    for t in load_titles(workspace.require("so_tags/unlabeled.tsv")) if t.strip()])
 
     seen: set[str] = set()
     threads: list[ThreadMeta] = []
@@ -118,24 +113,21 @@ def load_threads(limit: int | None = None,
     return threads
 
 
-def index_dir(settings: Settings) -> Path:
+def index_dir(workspace: Workspace) -> Path:
     """Where the thread index is saved."""
-    return settings.data_dir / "indexes" / INDEX_DIRNAME
+    return workspace.data_dir / "indexes" / INDEX_DIRNAME
 
 
-def build_thread_index(settings: Settings, encoder: Any, progress: Progress | None = None,
+def build_thread_index(workspace: Workspace, encoder: Any, progress: Progress | None = None,
                        limit: int | None = None) -> ThreadIndex:
     """Embed every thread title with ``encoder`` and save a :class:`ThreadIndex` of them.
 
     ``encoder`` is anything with ``encode(texts)`` / ``encode_cached(texts, dir)`` and ``name``
     (an :class:`~nlp_core.encoder.Encoder`). Embeddings are cached, so a rebuild is cheap.
     """
-    from indexes import ThreadIndex
-    from nlp_core.duplicates import cache_dir
-
     if progress:
         progress(0.0, "loading the thread corpus")
-    threads = load_threads(limit, settings)
+    threads = load_threads(workspace, limit)
     titles = [t.title for t in threads]
     chunk = 4096
     parts: list[np.ndarray] = []
@@ -143,48 +135,28 @@ def build_thread_index(settings: Settings, encoder: Any, progress: Progress | No
         if progress:
             progress(0.05 + 0.9 * start / max(len(titles), 1),
                      f"embedding titles {start}/{len(titles)}")
-        parts.append(encoder.encode_cached(titles[start:start + chunk], cache_dir(settings)))
+        parts.append(encoder.encode_cached(titles[start:start + chunk],
+                                           workspace.embeddings_cache))
     vectors = np.concatenate(parts) if parts else np.zeros((0, encoder.dim), dtype=np.float32)
     index = ThreadIndex.build(vectors, threads, str(encoder.name))
-    index.save(index_dir(settings))
+    index.save(index_dir(workspace))
     if progress:
         progress(1.0, f"thread index of {len(index)} titles saved")
     return index
 
 
-def load_or_build_thread_index(settings: Settings, encoder: Any | None = None,
+def load_or_build_thread_index(workspace: Workspace, encoder: Any | None = None,
                                progress: Progress | None = None) -> ThreadIndex:
     """The saved thread index if it matches ``encoder``, else a freshly built one."""
-    from indexes import ThreadIndex, ThreadIndexError
-
     if encoder is None:
-        from nlp_core.encoder import encoder_from_settings
-
-        encoder = encoder_from_settings(settings)
+        encoder = default_encoder(workspace)
     try:
-        return ThreadIndex.open(index_dir(settings), str(encoder.name))
+        return ThreadIndex.open(index_dir(workspace), str(encoder.name))
     except (ThreadIndexError, OSError):
-        return build_thread_index(settings, encoder, progress, limit=settings.thread_index_limit)
+        return build_thread_index(workspace, encoder, progress, limit=workspace.thread_index_limit)
 
 
 # --- searching ------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class ThreadMatch:
-    """One thread found for a question: its title, link, tags and cosine similarity."""
-
-    title: str
-    url: str
-    similarity: float
-    tags: tuple[str, ...]
-    post_id: str | None
-    in_language: bool
-
-    @classmethod
-    def from_hit(cls, hit: Hit, in_language: bool) -> ThreadMatch:
-        return cls(hit.meta.title, hit.meta.url, hit.score, hit.meta.tags, hit.meta.post_id,
-                   in_language)
-
-
 class ThreadSearcher:
     """Finds the threads most similar to a question, within its language first.
 
@@ -200,18 +172,16 @@ class ThreadSearcher:
         self.pool = pool
 
     @classmethod
-    def load(cls, settings: Settings, encoder: Any | None = None,
+    def load(cls, workspace: Workspace, encoder: Any | None = None,
              progress: Progress | None = None) -> ThreadSearcher:
         """The searcher over the saved (or a newly built) thread index."""
         if encoder is None:
-            from nlp_core.encoder import encoder_from_settings
-
-            encoder = encoder_from_settings(settings)
-        return cls(load_or_build_thread_index(settings, encoder, progress), encoder)
+            encoder = default_encoder(workspace)
+        return cls(load_or_build_thread_index(workspace, encoder, progress), encoder)
 
     def search(self, question: str, language: str | None = None, k: int = 3,
                timings: dict[str, float] | None = None,
-               vector: np.ndarray | None = None) -> list[ThreadMatch]:
+               vector: np.ndarray | None = None) -> list[Hit]:
         """The ``k`` best threads of the whole corpus, those of ``language`` (scoring at least
         ``min_similarity``) ranked up by ``language_bonus``. ``vector`` is the question's
         embedding, if the caller has it already."""
@@ -221,7 +191,7 @@ class ThreadSearcher:
         encoded = time.perf_counter()
         # Threads of the predicted language get a small bonus; a much closer thread from
         # elsewhere (say, a SQL question asked as "C#") still wins.
-        ranked: dict[int, tuple[float, ThreadMatch]] = {}
+        ranked: dict[int, tuple[float, Hit]] = {}
         wanted = {language.lower()} if language else set()
         # One scan of the index: a language's threads that are not among the nearest
         # ``pool`` overall would not outrank them with the small bonus anyway.
@@ -229,7 +199,7 @@ class ThreadSearcher:
             in_language = bool(wanted.intersection(hit.meta.tags)) \
                 and hit.score >= self.min_similarity
             bonus = self.language_bonus if in_language else 0.0
-            ranked[hit.row] = (hit.score + bonus, ThreadMatch.from_hit(hit, in_language))
+            ranked[hit.row] = (hit.score + bonus, replace(hit, preferred=in_language))
         matches = [m for _, m in sorted(ranked.values(), key=lambda x: -x[0])[:k]]
         if timings is not None:
             timings["encode_ms"] = 1000 * (encoded - started)

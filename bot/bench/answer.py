@@ -71,7 +71,7 @@ def pad_index(nlp: Any, settings: Settings, size: int) -> int:
     StackExchange questions), so latency is measured at that scale. Returns the new size."""
     from bot.data import require
     from indexes import ThreadMeta
-    from nlp_core.duplicates import read_pairs
+    from nlp_core.corpora import read_pairs
 
     index = nlp.searcher.index
     missing = size - len(index)
@@ -99,9 +99,10 @@ def pad_index(nlp: Any, settings: Settings, size: int) -> int:
 def measure_answers(settings: Settings, n: int = 1000, index_size: int = 100_000,
                     warmup: int = 20) -> AnswerResult:
     """Time ``Assistant.handle`` over ``n`` mixed messages (after ``warmup`` untimed ones)."""
-    from bot.core import Assistant, Message
+    from bot.app import build_assistant
+    from bot.core import Message
 
-    assistant = Assistant(settings.model_copy(update={"heavy_commands_open": False,
+    assistant = build_assistant(settings.model_copy(update={"heavy_commands_open": False,
                                                       "admins": [], "user_job_quota": 0}))
     assert assistant.nlp is not None, "the answer benchmark needs the NLU (AMLBOT_NLU_ENABLED)"
     size = pad_index(assistant.nlp, settings, index_size)

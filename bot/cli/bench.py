@@ -9,8 +9,11 @@ from pathlib import Path
 import typer
 
 from bot.cli.bench_index import index as bench_index
+from bot.cli.generated import BenchCommands
 
-app = typer.Typer(help="Speed benchmarks; each writes its page under docs/benchmarks/.",
+app = typer.Typer(cls=BenchCommands,
+                  help="Speed benchmarks (each writes its page under docs/benchmarks/), and "
+                       "the course tools' own benchmarks.",
                   no_args_is_help=True)
 
 

@@ -23,9 +23,17 @@ def index(
 ) -> None:
     """Build an index of N vectors; report build time, RSS, p50/p99 latency, QPS, recall@10,
     side by side with numpy brute force and sentence_transformers' semantic_search."""
-    from indexes.bench import bench_index
+    from functools import partial
 
-    result = bench_index(n, dim, real, as_json, kind=kind, n_queries=queries, work_dir=work_dir)
+    from bot.app import workspace
+    from bot.settings import get_settings
+    from indexes.bench import bench_index
+    from nlp_core.index_corpus import cached_real_vectors
+
+    ws = workspace(get_settings())
+    result = bench_index(n, partial(cached_real_vectors, ws),
+                         ws.data_dir / "cache" / "index-titles", dim, real, as_json, kind=kind,
+                         n_queries=queries, work_dir=work_dir)
     if output is not None:
         output.write_text(json_module.dumps(result, indent=2))
     if not as_json:

@@ -13,10 +13,10 @@ def chat(
     ),
 ) -> None:
     """Chat in the console. Pipe lines in (`printf 'hi\\n/help\\n' | amlbot chat`) to script it."""
+    from bot.app import build_assistant
     from bot.channels.console import ConsoleChannel
-    from bot.core.assistant import Assistant
 
-    assistant = Assistant()
+    assistant = build_assistant()
     channel = ConsoleChannel(assistant)
     try:
         if sys.stdin.isatty():

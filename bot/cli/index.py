@@ -14,9 +14,9 @@ _ROOT_HELP = "Index store directory (default: <data_dir>/indexes/thread-store)."
 
 
 def _root(root: Path | None) -> Path:
-    from indexes.store import default_root
+    from bot.settings import get_settings
 
-    return root or default_root()
+    return root or get_settings().data_dir / "indexes" / "thread-store"
 
 
 @app.command("build")
@@ -34,10 +34,10 @@ def build(
     model: Path | None = typer.Option(None, help="Encoder weights dir (default: MiniLM)."),
 ) -> None:
     """Embed every title of SOURCE and publish a new index version (resumes a killed build)."""
-    from indexes.builder import build_from_source
+    from indexes.errors import ThreadIndexError
     from indexes.store import IndexStore
-    from indexes.thread_index import ThreadIndexError
     from nlp_core.encoder import Encoder
+    from nlp_core.index_build import build_from_source
 
     try:
         result = build_from_source(source, IndexStore(_root(root)), Encoder(model),
@@ -62,8 +62,9 @@ def info(
     as_json: bool = typer.Option(False, "--json", help="Print info.json as JSON."),
 ) -> None:
     """Show the live index version: type, size, model, files and checksums."""
+    from indexes.errors import ThreadIndexError
     from indexes.store import IndexStore
-    from indexes.thread_index import ThreadIndex, ThreadIndexError
+    from indexes.thread_index import ThreadIndex
 
     store = IndexStore(_root(root))
     try:
@@ -93,8 +94,8 @@ def search(
     model: Path | None = typer.Option(None, help="Encoder weights dir (default: MiniLM)."),
 ) -> None:
     """The threads whose titles are nearest to TEXT."""
+    from indexes.errors import ThreadIndexError
     from indexes.store import IndexStore
-    from indexes.thread_index import ThreadIndexError
     from nlp_core.encoder import Encoder
 
     encoder = Encoder(model)

@@ -36,8 +36,8 @@ def telegram(
 
     from telegram.error import InvalidToken
 
+    from bot.app import build_assistant
     from bot.channels.telegram import TelegramChannel
-    from bot.core.assistant import Assistant
     from bot.logging import setup_logging
 
     # The token also travels percent-encoded (file download URLs): mask that form too.
@@ -48,7 +48,7 @@ def telegram(
         # -v shows every Bot API request; the log filter masks the token in the URLs.
         logging.getLogger("httpx").setLevel(logging.INFO)
 
-    assistant = Assistant(settings)
+    assistant = build_assistant(settings)
     channel = TelegramChannel(assistant, settings)
     try:
         if webhook_url:

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+import mimetypes
 import signal
 import sys
 import threading
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
+
+if TYPE_CHECKING:
+    from bot.jobs.records import JobInfo
 
 app = typer.Typer(help="Course tools: list them, or run one here with a progress bar.",
                   no_args_is_help=True)
@@ -41,57 +46,79 @@ def run(
     name: str = typer.Argument(..., help="Tool name, e.g. demo.montecarlo_pi."),
     command: str = typer.Argument("", help="Command (default: run, else train, else the first)."),
     param: list[str] = typer.Option([], "--param", "-p", help="A parameter as name=value."),
+    input_file: list[Path] = typer.Option(
+        [], "--input", "-i", help="A file the tool reads, e.g. a photo (repeatable)."
+    ),
     as_json: bool = typer.Option(
         False, "--json", help="End with one JSON line of the metrics (plus 'headline')."
     ),
 ) -> None:
     """Run a tool's command here, save its artifacts as a job, and print its metrics."""
-    from bot.jobs.manager import new_job_id
-    from bot.jobs.records import JobRecords, owner_id
-    from bot.jobs.worker import JobEvent, JobSpec, execute
+    info, headline = run_tool(name, [command, *param] if command else param, input_file,
+                              json_mode=as_json)
+    report(info, headline, as_json)
+
+
+def report(info: JobInfo, headline: str, as_json: bool) -> None:
+    """Print a finished job's text, metrics and files (to stderr with ``as_json``, which ends
+    with one JSON line of the metrics); a job that did not finish exits non-zero."""
+    out = sys.stderr if as_json else sys.stdout
+    if info.status != "done":
+        print(f"job {info.id} {info.status}: {info.error or ''}", file=out)
+        raise typer.Exit(130 if info.status == "cancelled" else 1)
+    result = info.result or {}
+    print(f"job {info.id}: {result.get('text', '')}", file=out)
+    for key, value in info.metrics.items():
+        print(f"  {key}: {value:.6g}", file=out)
+    for artifact in info.artifacts:
+        print(f"  [{artifact.kind}] {artifact.path}", file=out)
+    if as_json:
+        summary: dict[str, Any] = dict(info.metrics)
+        if headline in info.metrics:
+            summary["headline"] = info.metrics[headline]
+        print(json.dumps(summary), flush=True)
+
+
+def run_tool(name: str, words: list[str], inputs: list[Path], *,
+             json_mode: bool = False) -> tuple[JobInfo, str]:
+    """Run ``name`` with ``words`` (an optional command, then name=value) in this process as a
+    recorded job, with a progress bar on stderr; returns the job and the tool's headline metric.
+    Bad names or parameters end the command with status 2."""
+    from tqdm import tqdm
+
+    from bot.jobs.manager import JobManager
     from bot.settings import get_settings
     from bot.storage.store import Store
     from course_tools import load_tools
-    from course_tools.params import ParamError, build_params, split_assignments
-
-    registry = load_tools()
-    if name not in registry:
-        typer.echo(f"There is no tool {name!r}. Known: {', '.join(registry.names())}", err=True)
-        raise typer.Exit(2)
-    spec = registry.get(name)
-    known = [c.name for c in spec.commands]
-    chosen = command or next((c for c in ("run", "train") if c in known), known[0])
-    if chosen not in known:
-        typer.echo(f"{name} has no command {chosen!r}; it has: {', '.join(known)}", err=True)
-        raise typer.Exit(2)
-    declared = spec.command(chosen)
-    try:
-        params = build_params(declared.params, split_assignments(param), where=f"{name} {chosen}")
-    except ParamError as exc:
-        for problem in exc.problems:
-            typer.echo(f"error: {problem}", err=True)
-        raise typer.Exit(2) from None
+    from course_tools.base import InputFile
+    from course_tools.invocation import parse_request
+    from course_tools.params import ParamError
 
     settings = get_settings()
+    try:
+        spec = load_tools().find(name)
+        invocation = parse_request(spec, words).validate()
+    except (KeyError, ParamError) as exc:
+        problems = exc.problems if isinstance(exc, ParamError) else [str(exc.args[0])]
+        for problem in problems:
+            typer.echo(f"error: {problem}", err=True)
+        raise typer.Exit(2) from None
+    files = []
+    for path in inputs:
+        if path.stat().st_size > settings.max_upload_bytes:
+            typer.echo(f"error: {path} is over {settings.max_upload_bytes:,} bytes "
+                       "(AMLBOT_MAX_UPLOAD_BYTES)", err=True)
+            raise typer.Exit(2)
+        files.append(InputFile(path.name, path.read_bytes(), mimetypes.guess_type(path)[0]))
     store = Store(settings.resolved_database_url)
-    records = JobRecords(store, settings.data_dir.resolve() / "jobs")
-    job_id = new_job_id()
-    job = JobSpec(job_id=job_id, tool=name, command=chosen,
-                  params=params.model_dump(mode="json"), work_dir=str(records.work_dir(job_id)),
-                  data_dir=str(settings.data_dir.resolve()))
-    records.create(job_id, name, chosen, job.params, None, "cli", f"{owner_id()}/cli")
-    records.mark_running(job_id, f"{owner_id()}/cli")
-
-    from tqdm import tqdm
-
-    bar = tqdm(total=100, desc=f"{name} {chosen}", unit="%", file=sys.stderr,
+    manager = JobManager(settings, store)
+    bar = tqdm(total=100, desc=invocation.title, unit="%", file=sys.stderr,
                bar_format="{desc} {bar} {n:.0f}% {elapsed}{postfix}")
     cancel = threading.Event()
 
-    def emit(event: JobEvent) -> None:
-        if event[0] == "progress":
-            bar.n = round(float(event[2]) * 100, 1)
-            bar.set_postfix_str(str(event[3])[:60], refresh=True)
+    def progress(fraction: float, detail: str) -> None:
+        bar.n = round(fraction * 100, 1)
+        bar.set_postfix_str(detail[:60], refresh=True)
 
     def on_interrupt(_signum: int, _frame: Any) -> None:
         cancel.set()
@@ -99,31 +126,10 @@ def run(
 
     previous = signal.signal(signal.SIGINT, on_interrupt)
     try:
-        final = execute(job, emit, cancel)
+        info = manager.run_here(invocation, inputs=files, on_progress=progress, cancel=cancel)
     finally:
         signal.signal(signal.SIGINT, previous)
         bar.close()
-    status = {"done": "done", "cancelled": "cancelled"}.get(final[0], "failed")
-    if status == "done":
-        payload = dict(final[2])
-        records.finish(job_id, "done", payload=payload, detail="done (cli)")
-    else:
-        error = str(final[2]) if status == "failed" else None
-        records.finish(job_id, status, error=error, detail=status)
-    info = records.get(job_id)
-    store.dispose()
-    out = sys.stderr if as_json else sys.stdout
-    if status != "done" or info is None:
-        print(f"job {job_id} {status}: {final[2] if len(final) > 2 else ''}", file=out)
-        raise typer.Exit(130 if status == "cancelled" else 1)
-    result = info.result or {}
-    print(f"job {job_id}: {result.get('text', '')}", file=out)
-    for key, value in info.metrics.items():
-        print(f"  {key}: {value:.6g}", file=out)
-    for artifact in info.artifacts:
-        print(f"  [{artifact.kind}] {artifact.path}", file=out)
-    if as_json:
-        summary: dict[str, Any] = dict(info.metrics)
-        if spec.headline_metric in info.metrics:
-            summary["headline"] = info.metrics[spec.headline_metric]
-        print(json.dumps(summary), flush=True)
+        manager.close()
+        store.dispose()
+    return info, spec.headline_metric

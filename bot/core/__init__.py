@@ -1,7 +1,6 @@
-"""The channel-agnostic core: messages in, replies out."""
+"""The channel-agnostic core: messages in, replies out (``bot.app`` assembles an Assistant)."""
 
-from typing import TYPE_CHECKING, Any
-
+from bot.core.assistant import Assistant
 from bot.core.messages import (
     Attachment,
     DocumentReply,
@@ -12,19 +11,6 @@ from bot.core.messages import (
     Reply,
     TextReply,
 )
-
-if TYPE_CHECKING:
-    from bot.core.assistant import Assistant
-
-
-def __getattr__(name: str) -> Any:
-    # Imported lazily: skills import the message types, and the assistant imports the skills.
-    if name == "Assistant":
-        from bot.core.assistant import Assistant
-
-        return Assistant
-    raise AttributeError(name)
-
 
 __all__ = [
     "Assistant",

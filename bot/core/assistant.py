@@ -2,30 +2,26 @@
 
 from __future__ import annotations
 
-import importlib
 import logging
 import re
-import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from bot.core.bus import ReplyBus, ReplyListener
 from bot.core.messages import Message, ProgressReply, Reply, TextReply, reply_text
-from bot.core.nlu import Understander
 from bot.core.router import Router
-from bot.settings import Settings, get_settings
+from bot.settings import Settings
 from bot.storage.models import Event
 from bot.storage.store import Store
+from nlp_core.nlu import Understander
 
 if TYPE_CHECKING:
-    from bot.skills.base import Skill
     from nlp_core.pipeline import NLP
 
 log = logging.getLogger(__name__)
-
-#: Called with ``(chat_id, replies)`` for replies that arrive after ``handle`` returned.
-ReplyListener = Callable[[str, Sequence[Reply]], None]
 
 _CONTROL = {c: "\ufffd" for c in range(32) if chr(c) not in "\n\t\r"}
 _CONTROL[0x7F] = "\ufffd"
@@ -46,6 +42,7 @@ def clean_text(text: str, max_chars: int) -> tuple[str, bool]:
     return text, False
 
 
+@dataclass
 class Assistant:
     """Turns a :class:`Message` into replies, logging every exchange to the event store.
 
@@ -53,54 +50,15 @@ class Assistant:
     one slow answer never holds up another chat.
     """
 
-    def __init__(
-        self,
-        settings: Settings | None = None,
-        *,
-        store: Store | None = None,
-        understander: Understander | None = None,
-        skills: Iterable[str] | None = None,
-        nlp: NLP | None = None,
-    ) -> None:
-        self.settings = settings or get_settings()
-        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
-        self.store = store or Store(self.settings.resolved_database_url)
-        self.started_at = time.time()
-        self._reply_listeners: list[ReplyListener] = []
-        self._listeners_lock = threading.Lock()
-        self.nlp_problem: str | None = None
-        if nlp is None and self.settings.nlu_enabled:
-            from bot.data import MissingDataError
-            from nlp_core.pipeline import load_nlp
-
-            try:
-                nlp = load_nlp(self.settings)
-            except MissingDataError as exc:
-                # Commands still work; the NLP skills explain what is missing.
-                self.nlp_problem = str(exc)
-                log.warning("starting without NLP models: %s", exc)
-        self.nlp = nlp
-        if understander is None and nlp is not None:
-            understander = nlp
-        from bot.skills import build_skills
-
-        built = build_skills(self, names=skills)
-        built.extend(self._extra_skills())
-        self.router = Router(
-            built,
-            understander,
-            clarify="core.clarify",
-            intent_threshold=self.settings.intent_threshold,
-        )
-
-    def _extra_skills(self) -> list[Skill]:
-        """Skills named in ``AMLBOT_EXTRA_SKILLS`` as ``module:factory``."""
-        extra: list[Skill] = []
-        for spec in self.settings.extra_skills:
-            module_name, _, attr = spec.partition(":")
-            factory = getattr(importlib.import_module(module_name), attr or "Skill")
-            extra.append(factory(self))
-        return extra
+    settings: Settings
+    router: Router
+    store: Store
+    bus: ReplyBus
+    #: The NLP models the skills answer with (None: commands only).
+    nlp: NLP | None = None
+    #: Called by :meth:`close`, after the skills (the job manager's shutdown, say).
+    on_close: list[Callable[[], None]] = field(default_factory=list)
+    started_at: float = field(default_factory=time.time)
 
     def set_understander(self, understander: Understander) -> None:
         """Swap in a (newly trained) NLU."""
@@ -189,47 +147,17 @@ class Assistant:
             log.exception("could not store events for chat %s", message.chat_id)
 
     def add_listener(self, listener: ReplyListener) -> Callable[[], None]:
-        """Register a channel's callback for later replies (job results); returns a remover.
-
-        Listeners run on the notifying thread (a job pump): they must hand the replies over
-        to their channel quickly and ignore chats that are not theirs.
-        """
-        with self._listeners_lock:
-            self._reply_listeners.append(listener)
-
-        def remove() -> None:
-            with self._listeners_lock:
-                if listener in self._reply_listeners:
-                    self._reply_listeners.remove(listener)
-
-        return remove
+        """Register a channel's callback for later replies (job results); returns a remover."""
+        return self.bus.add_listener(listener)
 
     def notify(self, chat_id: str, replies: Sequence[Reply], *, user_id: str = "",
                channel: str = "") -> int:
-        """Push replies to a chat outside of ``handle`` (e.g. a finished job's results).
-
-        The replies are stored as events and given to every listener; returns how many
-        listeners took them (0: no channel is attached, the replies are only stored).
-        """
-        replies = list(replies)
-        events = [Event(chat_id=chat_id, user_id=user_id, channel=channel[:32], type="reply",
-                        text=reply_text(reply)[:20_000], data={"kind": reply.kind,
-                                                                "later": True})
-                  for reply in replies]
-        try:
-            self.store.append_events(events)
-        except Exception:  # noqa: BLE001 - delivering matters more than logging
-            log.exception("could not store later replies for chat %s", chat_id)
-        with self._listeners_lock:
-            listeners = list(self._reply_listeners)
-        for listener in listeners:
-            try:
-                listener(chat_id, replies)
-            except Exception:  # noqa: BLE001 - one broken channel must not starve the others
-                log.exception("reply listener failed for chat %s", chat_id)
-        return len(listeners)
+        """Push replies to a chat outside of ``handle`` (see :meth:`ReplyBus.notify`)."""
+        return self.bus.notify(chat_id, replies, user_id=user_id, channel=channel)
 
     def close(self) -> None:
         for skill in self.router.skills.values():
             skill.close()
+        for hook in self.on_close:
+            hook()
         self.store.dispose()

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import difflib
 import re
+import threading
 from collections.abc import Iterable
 
 from bot.core.messages import Message
-from bot.core.nlu import NoUnderstanding, Understander
-from bot.skills.base import Command, Request, Skill
+from bot.core.skill import Command, Request, Skill
+from nlp_core.nlu import NoUnderstanding, Understander
 
 _COMMAND = re.compile(r"^/([A-Za-z0-9_]{1,64})(?:@\w+)?(?:\s+(.*))?$", re.DOTALL)
 
@@ -18,7 +19,7 @@ class Router:
 
     def __init__(
         self,
-        skills: Iterable[Skill],
+        skills: Iterable[Skill] = (),
         understander: Understander | None = None,
         *,
         fallback: str = "core.fallback",
@@ -29,6 +30,8 @@ class Router:
         self.skills: dict[str, Skill] = {}
         self.by_command: dict[str, tuple[Skill, Command]] = {}
         self.by_intent: dict[str, Skill] = {}
+        self._late_loaded = False
+        self._late_lock = threading.Lock()
         for skill in skills:
             self.add(skill)
         self.understander: Understander = understander or NoUnderstanding()
@@ -45,6 +48,24 @@ class Router:
         for intent in skill.intents:
             self.by_intent[intent] = skill
 
+    def _load_late_commands(self) -> None:
+        """Add the skills' late commands once; a declared command keeps its skill."""
+        with self._late_lock:
+            if self._late_loaded:
+                return
+            for skill in list(self.skills.values()):
+                for command in skill.late_commands():
+                    self.by_command.setdefault(command.name.lower(), (skill, command))
+            self._late_loaded = True
+
+    def find_command(self, name: str) -> tuple[Skill, Command] | None:
+        """The skill and declaration of ``/name``, or None."""
+        found = self.by_command.get(name.lower())
+        if found is None and not self._late_loaded:
+            self._load_late_commands()
+            found = self.by_command.get(name.lower())
+        return found
+
     def parse(self, message: Message) -> Request:
         """Split a command from its arguments, or run NLU on free text."""
         text = message.text.strip()
@@ -59,7 +80,7 @@ class Router:
     def skill_for(self, request: Request) -> Skill:
         """The skill that answers ``request``."""
         if request.command is not None:
-            found = self.by_command.get(request.command)
+            found = self.find_command(request.command)
             return found[0] if found else self.skills[self.unknown_command]
         understanding = request.understanding
         if understanding is None:
@@ -81,8 +102,10 @@ class Router:
 
     def suggest_commands(self, name: str, n: int = 3) -> list[str]:
         """Known commands that look like ``name`` (for typos)."""
+        self._load_late_commands()
         return difflib.get_close_matches(name.lower(), list(self.by_command), n=n, cutoff=0.5)
 
     def visible_commands(self) -> list[Command]:
         """Every command, in registration order, for ``/help``."""
+        self._load_late_commands()
         return [command for _, command in self.by_command.values()]

@@ -37,7 +37,7 @@ class LocalBackend:
         """Start ``spec`` now; returns a worker description for the job row."""
         reader, writer = self._ctx.Pipe(duplex=False)
         cancel = self._ctx.Event()
-        process = self._ctx.Process(target=child_main, args=(spec.to_dict(), writer, cancel),
+        process = self._ctx.Process(target=child_main, args=(spec, writer, cancel),
                                     name=f"amlbot-job-{spec.job_id}", daemon=False)
         process.start()
         writer.close()  # the child holds the only write end, so EOF means it is gone

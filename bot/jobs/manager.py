@@ -15,14 +15,18 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any, Protocol
 
+from bot.core.bus import Listeners
 from bot.core.messages import ProgressHandle
 from bot.jobs.records import ACTIVE, JobInfo, JobRecords, owner_id
-from bot.jobs.worker import JobEvent, JobSpec
+from bot.jobs.worker import JobEvent, JobSpec, execute
 from bot.settings import Settings
 from bot.storage.store import Store
+from course_tools.base import InputFile
+from course_tools.invocation import ToolInvocation
 
 log = logging.getLogger(__name__)
 
@@ -83,13 +87,15 @@ class JobManager:
         self._lock = threading.RLock()
         self._pending: deque[str] = deque()
         self._specs: dict[str, JobSpec] = {}
+        self._chats: dict[str, str | None] = {}
+        self._headlines: dict[str, str] = {}
         self._running: set[str] = set()
         self._handles: dict[str, ProgressHandle] = {}
         self._cancel_at: dict[str, float] = {}
         self._cancel_sent: set[str] = set()
         self._last_ui: dict[str, float] = {}
         self._last_db: dict[str, float] = {}
-        self._listeners: list[JobListener] = []
+        self._listeners: Listeners[JobListener] = Listeners()
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -115,54 +121,26 @@ class JobManager:
 
     def add_listener(self, listener: JobListener) -> Callable[[], None]:
         """Call ``listener(info)`` whenever a job of this manager ends; returns a remover."""
-        with self._lock:
-            self._listeners.append(listener)
-
-        def remove() -> None:
-            with self._lock:
-                if listener in self._listeners:
-                    self._listeners.remove(listener)
-
-        return remove
+        return self._listeners.add(listener)
 
     def submit(
         self,
-        tool: str,
-        command: str,
-        params: Any = None,
+        invocation: ToolInvocation,
         chat_id: str | None = None,
         user_id: str | None = None,
+        *,
+        inputs: Sequence[InputFile] = (),
     ) -> str:
-        """Queue ``tool command`` with ``params`` (a params model, or raw ``k=v`` values).
+        """Queue a validated tool call (see :mod:`course_tools.invocation`); returns the job id.
 
-        Raises ``KeyError`` for an unknown tool or command and
-        :class:`~course_tools.params.ParamError` for bad parameters; nothing starts then.
+        ``inputs`` are the files sent with the request (a photo). The tool's memory for
+        ``chat_id`` is read when the job starts and saved when it succeeds.
         """
-        from course_tools import load_tools
-        from course_tools.base import ToolParams
-        from course_tools.params import build_params
-
         if self._closed:
             raise RuntimeError("the job manager is closed")
-        spec_tool = load_tools().get(tool)
-        declared = spec_tool.command(command)
-        if isinstance(params, ToolParams):
-            if not isinstance(params, declared.params):
-                raise TypeError(f"{tool} {command} takes {declared.params.__name__}")
-            model = params
-        else:
-            model = build_params(declared.params, dict(params or {}),
-                                 where=f"{tool} {command}")
-        job_id = new_job_id()
-        spec = JobSpec(
-            job_id=job_id, tool=tool, command=command, params=model.model_dump(mode="json"),
-            work_dir=str(self.records.work_dir(job_id)),
-            data_dir=str(self.settings.data_dir.resolve()),
-            num_cpus=float(getattr(declared, "num_cpus", 1.0)),
-            num_gpus=float(getattr(declared, "num_gpus", 0.0)),
-        )
-        self.records.create(job_id, tool, command, spec.params, chat_id, user_id, self._owner)
-        handle = ProgressHandle(title=f"{tool} {command} · job {job_id}")
+        spec = self._new_job(invocation, chat_id, user_id, inputs)
+        job_id = spec.job_id
+        handle = ProgressHandle(title=f"{invocation.title} · job {job_id}")
         with self._lock:
             self._pending.append(job_id)
             self._specs[job_id] = spec
@@ -175,6 +153,46 @@ class JobManager:
             self._ensure_thread()
         self._wake.set()
         return job_id
+
+    def run_here(
+        self,
+        invocation: ToolInvocation,
+        *,
+        user_id: str = "cli",
+        inputs: Sequence[InputFile] = (),
+        on_progress: Callable[[float, str], None] | None = None,
+        cancel: threading.Event | None = None,
+    ) -> JobInfo:
+        """Run a tool call in this process, recorded like any job (``amlbot tool run``)."""
+        spec = self._new_job(invocation, None, user_id, inputs)
+        self.records.mark_running(spec.job_id, f"{self._owner}/here")
+
+        def emit(event: JobEvent) -> None:
+            if event[0] == "progress" and on_progress is not None:
+                on_progress(float(event[2]), str(event[3]))
+
+        self._end(execute(spec, emit, cancel or threading.Event()))
+        info = self.records.get(spec.job_id)
+        assert info is not None
+        return info
+
+    def _new_job(self, invocation: ToolInvocation, chat_id: str | None, user_id: str | None,
+                 inputs: Sequence[InputFile]) -> JobSpec:
+        """A job's row (queued) and its spec."""
+        job_id = new_job_id()
+        spec = JobSpec(
+            job_id=job_id, tool=invocation.spec.name, command=invocation.command.name,
+            params=invocation.params, work_dir=str(self.records.work_dir(job_id)),
+            data_dir=str(self.settings.data_dir.resolve()),
+            resources=invocation.command.resources, inputs=tuple(inputs),
+        )
+        self.records.create(job_id, spec.tool, spec.command,
+                            invocation.params.model_dump(mode="json"), chat_id, user_id,
+                            self._owner)
+        with self._lock:
+            self._chats[job_id] = chat_id
+            self._headlines[job_id] = invocation.spec.headline_metric
+        return spec
 
     def handle(self, job_id: str) -> ProgressHandle | None:
         """The live progress handle of a job this manager is running or queueing."""
@@ -298,15 +316,31 @@ class JobManager:
                 log.exception("job pump error")
                 time.sleep(0.5)
 
+    def _next_startable(self) -> str | None:
+        """The first queued job whose chat has no job of the same tool running (a tool's
+        memory for a chat is read at start and written at the end: one at a time)."""
+        busy = {(self._chats.get(j), self._specs[j].tool) for j in self._running}
+        for job_id in self._pending:
+            chat = self._chats.get(job_id)
+            if chat is None or (chat, self._specs[job_id].tool) not in busy:
+                return job_id
+        return None
+
     def _start_pending(self) -> None:
         while True:
             with self._lock:
                 if not self._pending or len(self._running) >= self.settings.max_concurrent_jobs:
                     return
-                job_id = self._pending.popleft()
+                job_id = self._next_startable()
+                if job_id is None:
+                    return
+                self._pending.remove(job_id)
                 spec = self._specs[job_id]
                 self._running.add(job_id)
                 waiting = list(self._pending)
+            chat_id = self._chats.get(job_id)
+            if chat_id is not None:
+                spec = replace(spec, memory=self.records.memory(chat_id, spec.tool))
             try:
                 worker = self.backend.start(spec)
             except Exception as exc:  # noqa: BLE001 - e.g. Ray unreachable
@@ -352,7 +386,7 @@ class JobManager:
                 self._last_db[job_id] = now
                 self.records.update_progress(job_id, fraction, detail)
         elif kind == "done":
-            self._finish(job_id, "done", payload=dict(event[2]))
+            self._end(event)
         elif kind in ("cancelled", "died") and self._closed and job_id not in self._cancel_at:
             self._finish(job_id, "failed", error="the bot shut down while this job was running",
                          detail="the bot shut down")
@@ -363,6 +397,16 @@ class JobManager:
                 self._finish(job_id, "cancelled", detail="cancelled (worker stopped)")
             else:
                 self._finish(job_id, "failed", error=str(event[2]), detail="failed")
+
+    def _end(self, event: JobEvent) -> None:
+        """Record a worker's final event (done, failed or cancelled)."""
+        kind, job_id = event[0], event[1]
+        if kind == "done":
+            self._finish(job_id, "done", payload=dict(event[2]))
+        elif kind == "cancelled":
+            self._finish(job_id, "cancelled", detail="cancelled")
+        else:
+            self._finish(job_id, "failed", error=str(event[2]), detail="failed")
 
     def _finish(self, job_id: str, status: str, *, payload: Mapping[str, Any] | None = None,
                 error: str | None = None, detail: str = "") -> None:
@@ -379,12 +423,14 @@ class JobManager:
         with self._lock:
             self._running.discard(job_id)
             self._specs.pop(job_id, None)
+            self._chats.pop(job_id, None)
+            self._headlines.pop(job_id, None)
             self._cancel_at.pop(job_id, None)
             self._cancel_sent.discard(job_id)
             self._last_ui.pop(job_id, None)
             self._last_db.pop(job_id, None)
             handle = self._handles.pop(job_id, None)
-            listeners = list(self._listeners)
+            listeners = self._listeners.snapshot()
         info = self.records.get(job_id)
         if info is not None:
             for listener in listeners:
@@ -396,13 +442,8 @@ class JobManager:
             handle.finish(detail or status, failed=status != "done")
 
     def _summary(self, job_id: str, payload: Mapping[str, Any]) -> str:
-        from course_tools import load_tools
-
         metrics = dict(payload.get("metrics") or {})
-        info = self._specs.get(job_id)
-        headline = ""
-        if info is not None and info.tool in load_tools():
-            headline = load_tools().get(info.tool).headline_metric
+        headline = self._headlines.get(job_id, "")
         if headline and headline in metrics:
             return f"done: {headline} = {metrics[headline]:.4g} (/job {job_id})"
         return f"done (/job {job_id})"

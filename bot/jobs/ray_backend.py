@@ -44,13 +44,18 @@ def _remote_parts() -> tuple[Any, Any]:
             return job_id in self.cancelled
 
     @ray.remote(max_retries=0)
-    def run_job(spec_dict: dict[str, Any], hub: Any) -> JobEvent:
+    def apply(func: Any, item: Any) -> Any:
+        return func(item)
+
+    def fan_out(func: Any, items: Any) -> list[Any]:
+        """A tool's ``ctx.fan_out``: one Ray task per item (folds, trials...)."""
+        return list(ray.get([apply.remote(func, item) for item in items]))
+
+    @ray.remote(max_retries=0)
+    def run_job(spec: JobSpec, hub: Any) -> JobEvent:
         import os
 
-        from bot.jobs.worker import JobSpec as Spec
         from bot.jobs.worker import execute
-
-        spec = Spec(**spec_dict)
 
         class HubFlag:
             def __init__(self) -> None:
@@ -65,7 +70,8 @@ def _remote_parts() -> tuple[Any, Any]:
                 return self.value
 
         hub.put.remote(("started", spec.job_id, os.getpid()))
-        return execute(spec, lambda event: hub.put.remote(event), HubFlag(), ship_files=True)
+        return execute(spec, lambda event: hub.put.remote(event), HubFlag(), ship_files=True,
+                       fan_out=fan_out)
 
     return Hub, run_job
 
@@ -95,8 +101,12 @@ class RayBackend:
     def start(self, spec: JobSpec) -> str:
         self._ensure()
         _, run_job = _remote_parts()
-        ref = run_job.options(num_cpus=spec.num_cpus, num_gpus=spec.num_gpus,
-                              name=f"amlbot-job-{spec.job_id}").remote(spec.to_dict(), self._hub)
+        wanted = spec.resources
+        options: dict[str, Any] = {"num_cpus": wanted.cpus, "num_gpus": wanted.gpus,
+                                   "name": f"amlbot-job-{spec.job_id}"}
+        if wanted.memory_mb:
+            options["memory"] = wanted.memory_mb * 2**20
+        ref = run_job.options(**options).remote(spec, self._hub)
         self._refs[spec.job_id] = ref
         return f"ray:{self.address or 'local'}:{ref.task_id().hex()[:16]}"
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from bot.storage.models import Artifact, Job, utcnow
+from bot.storage.models import Artifact, Job, ToolMemory, utcnow
 from bot.storage.store import Store
 
 ACTIVE = ("queued", "running")
@@ -171,7 +171,9 @@ class JobRecords:
         work_dir = self.work_dir(job_id)
         artifacts: list[Artifact] = []
         result: dict[str, Any] | None = None
+        memory: dict[str, Any] | None = None
         if payload is not None:
+            memory = payload.pop("memory", None)
             files = payload.pop("files", None) or {}
             for relative, data in files.items():  # shipped back from a remote worker
                 target = work_dir / relative
@@ -200,6 +202,18 @@ class JobRecords:
                 job.progress = 1.0
             job.result, job.error = result, error
             session.add_all(artifacts)
+            if memory is not None and status == "done" and job.chat_id is not None:
+                row = session.get(ToolMemory, (job.chat_id, job.tool))
+                if row is None:
+                    session.add(ToolMemory(chat_id=job.chat_id, tool=job.tool, data=memory))
+                else:
+                    row.data, row.updated_at = memory, now
+
+    def memory(self, chat_id: str, tool: str) -> dict[str, Any]:
+        """What ``tool`` remembers for ``chat_id`` (empty when nothing yet)."""
+        with self.store.session() as session:
+            row = session.get(ToolMemory, (chat_id, tool))
+            return dict(row.data) if row is not None else {}
 
     def get(self, job_id: str) -> JobInfo | None:
         with self.store.session() as session:

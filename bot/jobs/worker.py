@@ -10,16 +10,29 @@ anywhere: ``("progress", job_id, fraction, detail)``, ``("done", job_id, payload
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import re
 import threading
 import time
 import traceback
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
+
+from bot.data import DataCatalogue
+from course_tools import load_tools
+from course_tools.base import (
+    InputFile,
+    JobCancelled,
+    Resources,
+    ToolContext,
+    ToolInputError,
+    ToolParams,
+    serial_map,
+)
 
 log = logging.getLogger(__name__)
 
@@ -38,19 +51,19 @@ class CancelFlag(Protocol):
 
 @dataclass(frozen=True)
 class JobSpec:
-    """Everything a worker needs to run one job; plain data, so it pickles to any backend."""
+    """Everything a worker needs to run one job. It pickles to any backend: the parameters
+    travel as the validated model, so the worker never reads them again."""
 
     job_id: str
     tool: str
     command: str
-    params: dict[str, Any]
+    params: ToolParams
     work_dir: str
     data_dir: str
-    num_cpus: float = 1.0
-    num_gpus: float = 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    resources: Resources = Resources()
+    inputs: tuple[InputFile, ...] = ()
+    #: The tool's memory for this job's chat (None: the job has no chat).
+    memory: dict[str, Any] | None = None
 
 
 class AnyFlag:
@@ -69,20 +82,21 @@ def safe_name(name: str) -> str:
     return cleaned[:120] or "file"
 
 
+FanOut = Callable[[Callable[[Any], Any], Sequence[Any]], list[Any]]
+
+
 def execute(
-    spec: JobSpec, emit: Emit, cancel: CancelFlag, *, ship_files: bool = False
+    spec: JobSpec, emit: Emit, cancel: CancelFlag, *, ship_files: bool = False,
+    fan_out: FanOut = serial_map,
 ) -> JobEvent:
     """Run ``spec`` and return its final event (never raises)."""
-    from bot.data import DataCatalogue
-    from course_tools import load_tools
-    from course_tools.base import JobCancelled, ToolContext
 
     job_id = spec.job_id
     data_dir = Path(spec.data_dir)
+    memory = dict(spec.memory or {})
     try:
-        tool = load_tools().get(spec.tool)
-        command = tool.command(spec.command)
-        params = command.params.model_validate(spec.params)
+        limit_threads(spec.resources.cpus)
+        command = load_tools().get(spec.tool).command(spec.command)
         work_dir = Path(spec.work_dir)
         work_dir.mkdir(parents=True, exist_ok=True)
         last = [0.0]
@@ -93,15 +107,17 @@ def execute(
                 last[0] = now
                 emit(("progress", job_id, float(fraction), str(detail)[:300]))
 
-        ctx = ToolContext(params=params, work_dir=work_dir, progress=progress,
+        ctx = ToolContext(params=spec.params, work_dir=work_dir, progress=progress,
                           cancel_event=cancel, data_dir=data_dir,
-                          data=DataCatalogue(data_dir),
-                          find_job=lambda other: data_dir / "jobs" / other)
+                          data=DataCatalogue(data_dir), inputs=spec.inputs, memory=memory,
+                          find_job=lambda other: data_dir / "jobs" / other, fan_out=fan_out)
         ctx.check_cancelled()
         result = command.func(ctx)
         ctx.check_cancelled()
     except JobCancelled:
         return ("cancelled", job_id, "cancelled")
+    except ToolInputError as exc:  # the user's input, not a bug: no trace in the log
+        return ("failed", job_id, str(exc)[:1000])
     except BaseException as exc:  # noqa: BLE001 - a tool's failure is the job's result
         if isinstance(exc, KeyboardInterrupt | SystemExit) and cancel.is_set():
             return ("cancelled", job_id, "cancelled")
@@ -110,9 +126,27 @@ def execute(
         return ("failed", job_id, f"{type(exc).__name__}: {exc}"[:1000], trace[-2000:])
     try:
         payload = _payload(result, work_dir, job_id, ship_files)
+        if spec.memory is not None and _json(memory) != _json(spec.memory):
+            payload["memory"] = json.loads(_json(memory))
     except Exception as exc:  # noqa: BLE001 - e.g. a tool returned a non-numeric metric
         return ("failed", job_id, f"could not save the results: {type(exc).__name__}: {exc}")
     return ("done", job_id, payload)
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, allow_nan=False)
+
+
+def limit_threads(cpus: float) -> None:
+    """Keep the job's math libraries to the cores its command declared (at least one)."""
+    threads = str(max(1, int(cpus)))
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[name] = threads  # for libraries the tool has yet to load
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return
+    threadpool_limits(int(threads))
 
 
 def _payload(result: Any, work_dir: Path, job_id: str, ship_files: bool) -> dict[str, Any]:
@@ -175,9 +209,8 @@ def watch_parent(flag: threading.Event, grace: float = 10.0) -> None:
     threading.Thread(target=loop, name="amlbot-parent-watch", daemon=True).start()
 
 
-def child_main(spec_dict: dict[str, Any], conn: Any, cancel_event: Any) -> None:
+def child_main(spec: JobSpec, conn: Any, cancel_event: Any) -> None:
     """Entry point of a local worker process: run the job, stream events through ``conn``."""
-    spec = JobSpec(**spec_dict)
     parent_gone = threading.Event()
     watch_parent(parent_gone)
     lock = threading.Lock()

@@ -1,65 +1,53 @@
-"""What a skill is: something that turns a routed request into replies."""
+"""How a built-in skill is made: from the assistant's :class:`Services`, never the whole
+assistant. ``bot.app`` builds the services and then the skills."""
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING
 
-from bot.core.messages import Message, Reply
-from bot.core.nlu import Understanding
+from bot.core.bus import ReplyBus
+from bot.core.router import Router
+from bot.core.skill import Command, Request, Skill
+from bot.jobs.policy import AccessPolicy
+from bot.registry import Registry
+from bot.storage.store import Store
 
 if TYPE_CHECKING:
-    from bot.core.assistant import Assistant
-
-
-@dataclass(frozen=True)
-class Command:
-    """A slash command a skill answers, with the line ``/help`` shows for it."""
-
-    name: str
-    help: str
-    usage: str = ""
-    heavy: bool = False
+    from bot.jobs.manager import JobManager
+    from course_tools import ToolRegistry
+    from nlp_core.pipeline import NLP
 
 
 @dataclass
-class Request:
-    """A message after routing: the parsed command or the NLU's understanding of free text."""
+class Services:
+    """What a skill may use: the event store, the later-replies bus, the router's list of
+    commands, the NLP models (or why there are none), the job manager and the tools."""
 
-    message: Message
-    text: str
-    command: str | None = None
-    args: str = ""
-    understanding: Understanding | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def intent(self) -> str | None:
-        if self.command is not None:
-            return f"command:{self.command}"
-        return self.understanding.intent if self.understanding else None
+    store: Store
+    bus: ReplyBus
+    router: Router
+    nlp: NLP | None = None
+    nlp_problem: str | None = None
+    jobs: JobManager | None = None
+    load_tools: Callable[[], ToolRegistry] | None = None
+    access: AccessPolicy = AccessPolicy()
+    max_concurrent_jobs: int = 1
+    started_at: float = field(default_factory=time.time)
 
 
-class Skill(ABC):
-    """One capability of the assistant.
+class BaseSkill(Skill):
+    """A skill built from :class:`Services`, as every built-in skill is."""
 
-    A skill declares the slash ``commands`` it answers and the NLU ``intents`` it serves
-    (``"chitchat"``, ``"programming"``, ``"tool:*"``...). It is built once per
-    :class:`~bot.core.assistant.Assistant` and must be safe to call from several threads.
-    """
+    def __init__(self, services: Services) -> None:
+        self.services = services
 
-    name: ClassVar[str]
-    description: ClassVar[str] = ""
-    commands: ClassVar[tuple[Command, ...]] = ()
-    intents: ClassVar[tuple[str, ...]] = ()
 
-    def __init__(self, assistant: Assistant) -> None:
-        self.assistant = assistant
+SkillFactory = Callable[[Services], Skill]
 
-    @abstractmethod
-    def handle(self, request: Request) -> list[Reply]:
-        """Answer ``request``; raising is allowed (the assistant turns it into an apology)."""
+#: Every built-in skill, by name (``bot/skills/__init__.py`` imports their modules).
+skills: Registry[SkillFactory] = Registry("skill")
 
-    def close(self) -> None:  # noqa: B027 - optional hook
-        """Release resources (threads, pools) when the assistant shuts down."""
+__all__ = ["BaseSkill", "Command", "Request", "Services", "Skill", "SkillFactory", "skills"]

@@ -7,8 +7,7 @@ import time
 
 from bot import __version__
 from bot.core.messages import Reply, TextReply
-from bot.skills import skills
-from bot.skills.base import Command, Request, Skill
+from bot.skills.base import BaseSkill, Command, Request, skills
 
 ABOUT = (
     "amlbot is an assistant for machine-learning practitioners, grown out of the HSE "
@@ -19,7 +18,7 @@ ABOUT = (
 
 
 @skills.register("core.start")
-class StartSkill(Skill):
+class StartSkill(BaseSkill):
     """Greets a new user and says what to try first."""
 
     name = "core.start"
@@ -36,7 +35,7 @@ class StartSkill(Skill):
 
 
 @skills.register("core.help")
-class HelpSkill(Skill):
+class HelpSkill(BaseSkill):
     """Lists every command, generated from the skills' declarations."""
 
     name = "core.help"
@@ -44,10 +43,10 @@ class HelpSkill(Skill):
     commands = (Command("help", "List every command.", usage="/help [command]"),)
 
     def handle(self, request: Request) -> list[Reply]:
-        router = self.assistant.router
+        router = self.services.router
         if request.args:
             wanted = request.args.lstrip("/").split()[0].lower()
-            found = router.by_command.get(wanted)
+            found = router.find_command(wanted)
             if found is None:
                 return [TextReply(f"There is no /{wanted} command. Type /help for the list.")]
             skill, command = found
@@ -65,7 +64,7 @@ class HelpSkill(Skill):
 
 
 @skills.register("core.about")
-class AboutSkill(Skill):
+class AboutSkill(BaseSkill):
     """What amlbot is and which version runs."""
 
     name = "core.about"
@@ -73,7 +72,7 @@ class AboutSkill(Skill):
     commands = (Command("about", "What I am and which version is running."),)
 
     def handle(self, request: Request) -> list[Reply]:
-        uptime = time.time() - self.assistant.started_at
+        uptime = time.time() - self.services.started_at
         return [TextReply(
             f"{ABOUT}\n\nVersion {__version__} on Python {platform.python_version()}, "
             f"up {uptime:.0f} s."
@@ -81,7 +80,7 @@ class AboutSkill(Skill):
 
 
 @skills.register("core.history")
-class HistorySkill(Skill):
+class HistorySkill(BaseSkill):
     """Shows the last exchanges of this chat, from the event log."""
 
     name = "core.history"
@@ -95,7 +94,7 @@ class HistorySkill(Skill):
             return [TextReply("Usage: /history [N], where N is a number from 1 to 200.")]
         if not 1 <= limit <= 200:
             return [TextReply("Usage: /history [N], where N is a number from 1 to 200.")]
-        events = self.assistant.store.history(request.message.chat_id, limit=limit * 2)
+        events = self.services.store.history(request.message.chat_id, limit=limit * 2)
         lines = []
         for event in events:
             if event.type not in ("message", "reply"):
@@ -109,7 +108,7 @@ class HistorySkill(Skill):
 
 
 @skills.register("core.unknown_command")
-class UnknownCommandSkill(Skill):
+class UnknownCommandSkill(BaseSkill):
     """Answers a command nobody declared, with the closest real ones."""
 
     name = "core.unknown_command"
@@ -117,14 +116,14 @@ class UnknownCommandSkill(Skill):
 
     def handle(self, request: Request) -> list[Reply]:
         command = request.command or ""
-        close = self.assistant.router.suggest_commands(command)
+        close = self.services.router.suggest_commands(command)
         hint = f" Did you mean {', '.join('/' + c for c in close)}?" if close else ""
         shown = command if len(command) <= 40 else command[:40] + "…"
         return [TextReply(f"I don't know the command /{shown}.{hint} Type /help for the list.")]
 
 
 @skills.register("core.fallback")
-class FallbackSkill(Skill):
+class FallbackSkill(BaseSkill):
     """Answers free text when no other skill takes it (and empty or attachment-only messages)."""
 
     name = "core.fallback"
@@ -136,11 +135,11 @@ class FallbackSkill(Skill):
                               "see /help for what I can do with images.")]
         if not request.text:
             return [TextReply("Your message was empty. Ask me something, or type /help.")]
-        problem = getattr(self.assistant, "nlp_problem", None)
-        if self.assistant.nlp is None and problem:
+        problem = self.services.nlp_problem
+        if self.services.nlp is None and problem:
             return [TextReply(f"I can't understand free text right now: {problem}\n"
                               "Commands still work: try /help.")]
-        if self.assistant.nlp is None:
+        if self.services.nlp is None:
             return [TextReply("Free-text answers are switched off here (AMLBOT_NLU_ENABLED="
                               "false); commands still work: try /help.")]
         return [TextReply(
@@ -149,7 +148,7 @@ class FallbackSkill(Skill):
 
 
 @skills.register("core.clarify")
-class ClarifySkill(Skill):
+class ClarifySkill(BaseSkill):
     """When the NLU is unsure, asks which of its best guesses the user meant."""
 
     name = "core.clarify"

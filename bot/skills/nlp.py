@@ -9,8 +9,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from bot.core.messages import Reply, TextReply
-from bot.skills import skills
-from bot.skills.base import Request, Skill
+from bot.skills.base import BaseSkill, Request, skills
 
 if TYPE_CHECKING:
     from bot.storage.models import Event
@@ -67,23 +66,20 @@ def small_talk_turns(events: Sequence[Event]) -> list[tuple[str, str]]:
     return turns
 
 
-def tool_hint(name: str) -> str:
+def tool_hint(name: str, summary: str = "") -> str:
     """A pointer to the course tool ``name`` for a message that sounds like a request for it."""
-    from course_tools import load_tools
-
-    tools = load_tools()
-    what = f" ({tools.get(name).summary.rstrip('.')})" if name in tools else ""
+    what = f" ({summary.rstrip('.')})" if summary else ""
     return (f"This also sounds like the course tool {name}{what}. "
             f"/tools {name} shows how to start it.")
 
 
-class _NLPSkill(Skill):
+class _NLPSkill(BaseSkill):
     """A skill that needs the NLP models; without them it says why it cannot answer."""
 
     def handle(self, request: Request) -> list[Reply]:
-        nlp = self.assistant.nlp
+        nlp = self.services.nlp
         if nlp is None:
-            reason = self.assistant.nlp_problem or "AMLBOT_NLU_ENABLED is off"
+            reason = self.services.nlp_problem or "AMLBOT_NLU_ENABLED is off"
             return [TextReply(
                 f"My language models are not loaded ({reason}), so I can only answer "
                 "commands right now. Type /help for them."
@@ -91,8 +87,13 @@ class _NLPSkill(Skill):
         replies = self.answer(request, nlp)
         suggested = request.understanding.suggested_tool if request.understanding else None
         if suggested:
-            replies.append(TextReply(tool_hint(suggested)))
+            replies.append(TextReply(tool_hint(suggested, self._tool_summary(suggested))))
         return replies
+
+    def _tool_summary(self, name: str) -> str:
+        load = self.services.load_tools
+        tools = load() if load is not None else None
+        return tools.get(name).summary if tools is not None and name in tools else ""
 
     @abstractmethod
     def answer(self, request: Request, nlp: NLP) -> list[Reply]:
@@ -154,7 +155,7 @@ class ChitChatSkill(_NLPSkill):
         if has_no_words(request.text):
             return [TextReply("I see only symbols or emoji there 🙂 Tell me in words what's up, "
                               "or ask me a programming question.")]
-        events = self.assistant.store.history(request.message.chat_id, 60)
+        events = self.services.store.history(request.message.chat_id, 60)
         recent = [e.text for e in events if e.type == "reply"]
         reply = nlp.chitchat(request.text, avoid=recent, history=small_talk_turns(events))
         if mostly_non_latin(request.text):

@@ -1,38 +1,39 @@
-"""Course tools as background jobs: /tools, /train, /run, /play, /jobs, /job and /cancel.
+"""Course tools as background jobs: /tools, /train, /run, /play, /jobs, /job and /cancel, plus
+the tools' own chat commands (``/remember NAME``) and course commands (``/lhc zmumu``).
 
 Everything a user sees about a tool (its list, its parameters, the errors) is generated from
-its :class:`~course_tools.base.ToolSpec`. Jobs run in a :class:`~bot.jobs.JobManager`; when one
-ends, its results reach the chat through :meth:`Assistant.notify`, and ``/job ID`` shows them
-again at any later time (from the database and the files under ``<data_dir>/jobs/<id>/``).
+its :class:`~course_tools.base.ToolSpec`, and every way of starting one goes through
+:func:`course_tools.invocation.parse_request`: the command is chosen, access is checked, and only
+then are the parameters read, once. Jobs run in a :class:`~bot.jobs.JobManager`; when one
+ends, its results reach the chat through the reply bus, and ``/job ID`` shows them again at any
+later time (from the database and the files under ``<data_dir>/jobs/<id>/``).
 """
 
 from __future__ import annotations
 
-import difflib
-import shlex
 import threading
-from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from bot.core.messages import ImageReply, ProgressReply, Reply, TextReply
 from bot.jobs import JobInfo, JobManager
-from bot.skills import skills
-from bot.skills.base import Command, Request, Skill
+from bot.skills.base import BaseSkill, Command, Request, Services, skills
+from course_tools.base import InputFile
+from course_tools.invocation import ToolRequest, parse_request, words_of
+from course_tools.params import ParamError, describe_params
 
 if TYPE_CHECKING:
-    from bot.core.assistant import Assistant
     from course_tools import ToolRegistry
-    from course_tools.base import ToolCommand, ToolSpec
+    from course_tools.base import ChatCommand, ToolCommand, ToolSpec
 
 QUOTA_WINDOW = timedelta(hours=24)
-_VERB_COMMAND = {"train": "train", "play": "play"}
-_JOB_FIELDS = ("job", "job_id")
+#: What ``/train`` and ``/play`` fix; ``/run`` leaves the command to the words or the default.
+_VERBS = {"train": "train", "play": "play", "run": None}
 
 
 @skills.register("tools.jobs")
-class ToolsSkill(Skill):
+class ToolsSkill(BaseSkill):
     """Starts course tools as jobs, reports their progress and results, and lists them."""
 
     name = "tools.jobs"
@@ -53,10 +54,12 @@ class ToolsSkill(Skill):
     )
     intents = ("tool:*",)
 
-    def __init__(self, assistant: Assistant) -> None:
-        super().__init__(assistant)
-        self.settings = assistant.settings
-        self.jobs = JobManager(self.settings, assistant.store)
+    def __init__(self, services: Services) -> None:
+        super().__init__(services)
+        if services.jobs is None or services.load_tools is None:
+            raise ValueError("the tools skill needs a job manager and the tool registry")
+        self.jobs: JobManager = services.jobs
+        self.access = services.access
         self._remove_listener = self.jobs.add_listener(self._on_job_end)
         self._channels: dict[str, str] = {}
         self._submit_lock = threading.Lock()
@@ -64,54 +67,60 @@ class ToolsSkill(Skill):
     @cached_property
     def tools(self) -> ToolRegistry:
         """The tool registry, loaded on first use so that starting the bot stays quick."""
-        from course_tools import load_tools
+        assert self.services.load_tools is not None
+        return self.services.load_tools()
 
-        return load_tools()
+    def late_commands(self) -> tuple[Command, ...]:
+        """The tools' own chat commands and the course commands (``/lhc``)."""
+        found = [Command(chat.name, chat.help, usage=chat.usage or f"/{chat.name}",
+                         heavy=spec.command(chat.command).heavy)
+                 for spec, chat in self.tools.chat_commands()]
+        found += [Command(course.course, course.help, usage=f"/{course.course} METHOD "
+                          "[name=value ...]")
+                  for course in self.tools.course_commands.values()]
+        return tuple(found)
 
     def close(self) -> None:
         self._remove_listener()
-        self.jobs.close()
 
     # --- dispatch ---------------------------------------------------------------------------
 
     def handle(self, request: Request) -> list[Reply]:
-        from course_tools.params import ParamError
-
         command = request.command
         try:
             if command is None:
                 return self._from_intent(request)
             if command == "tools":
                 return self._describe(request.args)
-            if command in ("train", "run", "play"):
-                return self._start(request, _VERB_COMMAND.get(command), request.args)
+            if command in _VERBS:
+                return self._from_verb(request, _VERBS[command])
             if command == "jobs":
                 return self._list(request)
             if command == "job":
                 return self._show(request)
             if command == "cancel":
                 return self._cancel(request)
+            return self._from_chat_command(request, command)
         except ParamError as exc:
             return [TextReply("\n".join(exc.problems))]
-        return [TextReply("Try /tools.")]
+        except KeyError as exc:  # an unknown tool or command: the message says which
+            return [TextReply(str(exc.args[0]) if exc.args else "Try /tools.")]
 
     # --- /tools -------------------------------------------------------------------------------
 
     def _describe(self, args: str) -> list[Reply]:
-        from course_tools.params import describe_params
-
         if args.strip():
-            spec = self._find_tool(args.split()[0])
-            if isinstance(spec, str):
-                return [TextReply(spec)]
+            spec = self.tools.find(args.split()[0])
             lines = [f"{spec.name} — {spec.summary}"]
             for command in spec.commands:
-                verb = _verb_for(spec, command)
+                verb = _verb_for(command)
                 heavy = " (heavy: admins or quota)" if command.heavy else ""
                 lines.append(f"\n{verb} {spec.name}"
                              f"{'' if verb != '/run' else ' ' + command.name} — "
                              f"{command.help}{heavy}")
                 lines += [f"  • {line}" for line in describe_params(command.params)]
+            for chat in spec.chat_commands:
+                lines.append(f"\n{chat.usage or '/' + chat.name} — {chat.help}")
             if spec.headline_metric:
                 lines.append(f"\nHeadline metric: {spec.headline_metric}")
             if spec.examples:
@@ -132,60 +141,47 @@ class ToolsSkill(Skill):
                      "adding name=value parameters.")
         return [TextReply("\n".join(lines))]
 
-    def _find_tool(self, name: str) -> ToolSpec | str:
-        """The tool called ``name`` (or its unique method part, ``dqn``), else a helpful line."""
-        wanted = name.strip().lower()
-        names = self.tools.names()
-        for candidate in names:
-            if candidate.lower() == wanted:
-                return self.tools.get(candidate)
-        by_method = [n for n in names if n.split(".", 1)[-1].lower() == wanted]
-        if len(by_method) == 1:
-            return self.tools.get(by_method[0])
-        close = difflib.get_close_matches(wanted, names, n=3, cutoff=0.5)
-        hint = f" Did you mean {', '.join(close)}?" if close else ""
-        return f"There is no tool {name!r}.{hint} /tools lists them."
+    # --- the ways to start a tool ---------------------------------------------------------------
 
-    # --- starting jobs ----------------------------------------------------------------------
-
-    def _start(self, request: Request, verb_command: str | None, args: str) -> list[Reply]:
-        from course_tools.params import ParamError, split_assignments
-
-        verb = f"/{request.command}"
-        try:
-            tokens = shlex.split(args)
-        except ValueError as exc:
-            raise ParamError([f"could not read that: {exc}"]) from None
-        if not tokens:
+    def _from_verb(self, request: Request, verb: str | None) -> list[Reply]:
+        """``/train NAME ...``, ``/run NAME [COMMAND] ...``, ``/play NAME JOB_ID ...``."""
+        words = words_of(request.args)
+        if not words:
             usage = next(c.usage for c in self.commands if c.name == request.command)
             names = ", ".join(self.tools.names()) or "none installed"
             return [TextReply(f"Usage: {usage}\nTools: {names}. /tools NAME shows parameters.")]
-        spec = self._find_tool(tokens[0])
-        if isinstance(spec, str):
-            return [TextReply(spec)]
-        positional = [t for t in tokens[1:] if "=" not in t]
-        assignments = [t for t in tokens[1:] if "=" in t]
-        known = [c.name for c in spec.commands]
-        if verb_command is None:
-            if positional and positional[0].lower() in known:
-                verb_command = positional.pop(0).lower()
-            else:
-                verb_command = "run" if "run" in known else known[0]
-        if verb_command not in known:
+        spec = self.tools.find(words[0])
+        if verb is not None and verb not in [c.name for c in spec.commands]:
+            known = [c.name for c in spec.commands]
             return [TextReply(
-                f"{spec.name} has no {verb_command} command; it has: {', '.join(known)}. "
+                f"{spec.name} has no {verb} command; it has: {', '.join(known)}. "
                 f"Try /run {spec.name} {known[0]}."
             )]
-        command = spec.command(verb_command)
-        raw: dict[str, Any] = dict(split_assignments(assignments))
-        if positional:
-            job_field = next((f for f in _JOB_FIELDS if f in command.params.model_fields), None)
-            if job_field is None or len(positional) > 1 or job_field in raw:
-                raise ParamError([
-                    f"I don't know what {positional[0]!r} means here: parameters are written "
-                    f"name=value. /tools {spec.name} lists them."])
-            raw[job_field] = positional[0]
-        return self._submit(request, spec, command, raw, verb=verb)
+        return self._start(request, parse_request(spec, words[1:], verb=verb))
+
+    def _from_chat_command(self, request: Request, name: str) -> list[Reply]:
+        """A tool's own command (``/remember alice``) or a course's (``/lhc zmumu``)."""
+        found = self._chat_command(name)
+        if found is not None:
+            spec, chat = found
+            return self._start(request, parse_request(spec, request.args, command=chat.command))
+        course = self.tools.course_commands.get(name)
+        if course is None:
+            return [TextReply("Try /tools.")]
+        words = words_of(request.args)
+        if not words:
+            methods = [n.split(".", 1)[1] for n in self.tools.names()
+                       if n.startswith(name + ".")]
+            return [TextReply(f"Usage: /{name} METHOD [name=value ...]. Methods: "
+                              f"{', '.join(methods)}. /tools {name}.METHOD shows parameters.")]
+        spec = self.tools.find(words[0], course=name)
+        return self._start(request, parse_request(spec, words[1:]))
+
+    def _chat_command(self, name: str) -> tuple[ToolSpec, ChatCommand] | None:
+        for spec, chat in self.tools.chat_commands():
+            if chat.name == name:
+                return spec, chat
+        return None
 
     def _from_intent(self, request: Request) -> list[Reply]:
         understanding = request.understanding
@@ -196,21 +192,26 @@ class ToolsSkill(Skill):
                               "installed here. /tools lists the ones that are.")]
         spec = self.tools.get(name)
         slots = dict(understanding.slots) if understanding else {}
+        wanted = str(slots.get("command", "")).lower()
         known = [c.name for c in spec.commands]
-        wanted = str(slots.pop("command", "")).lower()
-        chosen = wanted if wanted in known else ("train" if "train" in known else known[0])
-        command = spec.command(chosen)
-        return self._submit(request, spec, command, slots, verb=_verb_for(spec, command),
-                            from_slots=True)
+        return self._start(request, parse_request(
+            spec, command=wanted if wanted in known else None, slots=slots))
 
-    def _submit(self, request: Request, spec: ToolSpec, command: ToolCommand,
-                raw: Mapping[str, Any], *, verb: str, from_slots: bool = False) -> list[Reply]:
-        from course_tools.params import ParamError, build_params, describe_params
-
+    def _start(self, request: Request, wanted: ToolRequest) -> list[Reply]:
+        """Check access, then read the parameters, then queue the job."""
+        spec, command = wanted.spec, wanted.command
         message = request.message
+        refusal = self._refusal(message.user_id, spec, command)
+        if refusal:
+            return [TextReply(refusal)]
+        inputs = tuple(InputFile(a.filename, a.data, a.mime_type)
+                       for a in message.attachments if a.kind == "image")
+        if command.needs_image and not inputs:
+            usage = self._usage(spec, command)
+            return [TextReply(f"{spec.name} {command.name} reads a photo: send one with "
+                              f"{usage} as its caption.")]
         try:
-            params = build_params(command.params, raw, where=f"{spec.name} {command.name}",
-                                  ignore_unknown=from_slots)
+            invocation = wanted.validate()
         except ParamError as exc:
             lines = [f"I can't start {spec.name} {command.name}:"]
             lines += [f"• {problem}" for problem in exc.problems]
@@ -221,18 +222,15 @@ class ToolsSkill(Skill):
             refusal = self._refusal(message.user_id, spec, command)
             if refusal:
                 return [TextReply(refusal)]
-            job_id = self.jobs.submit(spec.name, command.name, params, message.chat_id,
-                                      message.user_id)
+            job_id = self.jobs.submit(invocation, message.chat_id, message.user_id,
+                                      inputs=inputs)
         self._channels[job_id] = message.channel
-        changed = {k: v for k, v in params.model_dump().items()
-                   if k in params.model_fields_set}
-        shown = " ".join(f"{k}={v}" for k, v in changed.items()) or "default parameters"
         info = self.jobs.status(job_id)
         queue = (f" It is number {info.position} in the queue."
                  if info is not None and info.position and
-                 len(self.jobs.active()) > self.settings.max_concurrent_jobs else "")
+                 len(self.jobs.active()) > self.services.max_concurrent_jobs else "")
         replies: list[Reply] = [TextReply(
-            f"Started job {job_id}: {spec.name} {command.name} ({shown}).{queue} "
+            f"Started job {job_id}: {invocation.title} ({invocation.describe()}).{queue} "
             f"I'll post the results here when it is done. /job {job_id} shows it, "
             f"/cancel {job_id} stops it."
         )]
@@ -241,12 +239,18 @@ class ToolsSkill(Skill):
             replies.append(ProgressReply(handle))
         return replies
 
-    def _refusal(self, user_id: str, spec: ToolSpec, command: ToolCommand) -> str | None:
+    def _usage(self, spec: ToolSpec, command: ToolCommand[Any]) -> str:
+        for chat in spec.chat_commands:
+            if chat.command == command.name:
+                return f"/{chat.name}"
+        return f"{_verb_for(command)} {spec.name}"
+
+    def _refusal(self, user_id: str, spec: ToolSpec, command: ToolCommand[Any]) -> str | None:
         """Why ``user_id`` may not start ``command`` now, or None if they may."""
-        settings = self.settings
-        if not command.heavy or settings.heavy_commands_open or user_id in settings.admins:
+        access = self.access
+        if not command.heavy or access.heavy_commands_open or access.is_admin(user_id):
             return None
-        quota = settings.user_job_quota
+        quota = access.user_job_quota
         if quota > 0:
             used = self.jobs.records.count_since(
                 user_id, datetime.now(UTC) - QUOTA_WINDOW, self._is_heavy)
@@ -290,7 +294,7 @@ class ToolsSkill(Skill):
         message = request.message
         if info is None or not (info.chat_id in (None, message.chat_id) or
                                 info.user_id == message.user_id or
-                                message.user_id in self.settings.admins):
+                                self.access.is_admin(message.user_id)):
             return f"There is no job {job_id} in this chat. /jobs lists yours."
         return info
 
@@ -315,7 +319,7 @@ class ToolsSkill(Skill):
         if isinstance(info, str):
             return [TextReply(info)]
         user = request.message.user_id
-        if info.user_id not in (None, user) and user not in self.settings.admins:
+        if info.user_id not in (None, user) and not self.access.is_admin(user):
             return [TextReply(f"Job {info.id} was started by someone else; only they or an "
                               "admin can cancel it.")]
         if info.finished:
@@ -372,11 +376,11 @@ class ToolsSkill(Skill):
         channel = self._channels.pop(info.id, "")
         if info.chat_id is None:
             return
-        self.assistant.notify(info.chat_id, self.result_replies(info),
-                              user_id=info.user_id or "", channel=channel)
+        self.services.bus.notify(info.chat_id, self.result_replies(info),
+                                 user_id=info.user_id or "", channel=channel)
 
 
-def _verb_for(spec: ToolSpec, command: ToolCommand) -> str:
+def _verb_for(command: ToolCommand[Any]) -> str:
     if command.name in ("train", "play"):
         return f"/{command.name}"
     return "/run"

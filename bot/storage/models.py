@@ -93,3 +93,16 @@ class Artifact(Base):
     path: Mapped[str] = mapped_column(Text)
     mime_type: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ToolMemory(Base):
+    """What a course tool remembers for one chat (``ctx.memory``: enrolled faces, say), as JSON.
+
+    Written only when a job of that tool succeeds; deleted with the chat's data."""
+
+    __tablename__ = "tool_memory"
+
+    chat_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tool: Mapped[str] = mapped_column(String(64), primary_key=True)
+    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

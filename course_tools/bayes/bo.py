@@ -156,10 +156,9 @@ def _describe(p: BOParams, point: list[float]) -> str:
     return ", ".join(f"{n}={v:.3g}" for n, v in zip(names, point, strict=True))
 
 
-def train_bo(ctx: ToolContext) -> ToolResult:
+def train_bo(ctx: ToolContext[BOParams]) -> ToolResult:
     """One seed: tune the model by BO and by random search; plot both convergence curves."""
     p = ctx.params
-    assert isinstance(p, BOParams)
     run = run_pair(p, p.seed, ctx.report)
     ctx.report(1.0, "done")
     metrics = {"best_error": run["bo_best_error"], "random_best_error": run["random_best_error"],
@@ -192,10 +191,9 @@ def benchmark(p: BOBenchParams, progress: Callable[[float, str], None] | None = 
             "ties": sum(b == r for b, r in zip(bo, rs, strict=True))}
 
 
-def run_benchmark(ctx: ToolContext) -> ToolResult:
+def run_benchmark(ctx: ToolContext[BOBenchParams]) -> ToolResult:
     """The multi-seed comparison as a tool command."""
     p = ctx.params
-    assert isinstance(p, BOBenchParams)
     out = benchmark(p, ctx.report)
     ctx.report(1.0, "done")
     metrics = {"best_error": out["bo_median_error"],

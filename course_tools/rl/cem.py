@@ -21,12 +21,11 @@ from course_tools.plots import learning_curve_png
 from course_tools.rl.common import (
     CARTPOLE,
     CARTPOLE_SOLVED,
-    PlayParams,
     Seeded,
     episode_images,
     evaluate_cartpole,
     mlp_forward,
-    play,
+    play_command,
     save_agent,
 )
 
@@ -106,12 +105,11 @@ def run_population(
     return returns, steps
 
 
-def train_cem(ctx: ToolContext) -> ToolResult:
+def train_cem(ctx: ToolContext[CEMParams]) -> ToolResult:
     """Train a CartPole policy with CEM, stop when solved, evaluate, save, record a GIF."""
     import gymnasium as gym
 
     p = ctx.params
-    assert isinstance(p, CEMParams)
     start = time.perf_counter()
     rng = np.random.default_rng(p.seed)
     shapes = layer_shapes(p.policy, p.hidden)
@@ -203,8 +201,7 @@ CEM = register(ToolSpec(
     commands=(
         ToolCommand("train", train_cem, CEMParams,
                     "train a CartPole policy with the cross-entropy method"),
-        ToolCommand("play", play, PlayParams, "replay a trained CEM agent as a GIF",
-                    heavy=False),
+        play_command("CEM"),
     ),
     examples=(
         "solve cartpole with the cross entropy method",

@@ -19,7 +19,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
-from course_tools.base import ToolContext, ToolParams, ToolResult
+from course_tools.base import ToolCommand, ToolContext, ToolParams, ToolResult
 from course_tools.plots import frames_to_gif
 
 TabularEnv = Literal["FrozenLake-v1", "FrozenLake8x8-v1", "Taxi-v4", "CliffWalking-v1"]
@@ -310,10 +310,9 @@ def load_policy(job_dir: Path) -> tuple[dict[str, Any], Callable[[Any], int]]:
     return meta, lambda obs: int(np.argmax(mlp_forward(arrays, np.asarray(obs)[None])[0]))
 
 
-def play(ctx: ToolContext) -> ToolResult:
+def play(ctx: ToolContext[PlayParams]) -> ToolResult:
     """Replay a saved agent from a training job's work dir, as a GIF per episode."""
     params = ctx.params
-    assert isinstance(params, PlayParams)
     job_dir = resolve_job_dir(params.job, ctx)
     meta, act_one = load_policy(job_dir)
     env = make_env(meta["env"], render=True, is_slippery=meta.get("is_slippery", True))
@@ -332,3 +331,9 @@ def play(ctx: ToolContext) -> ToolResult:
     text = (f"Replayed {meta['tool']} on {meta['env']} from job {params.job}: "
             f"{params.episodes} episode(s), mean return {mean:.1f}.")
     return ToolResult(text=text, metrics={"mean_reward": mean}, images=images)
+
+
+def play_command(agent: str) -> ToolCommand[PlayParams]:
+    """The ``play`` command every RL tool has: ``/play rl.dqn JOB_ID``."""
+    return ToolCommand("play", play, PlayParams, f"replay a trained {agent} agent as a GIF",
+                       heavy=False, positional=("job",))

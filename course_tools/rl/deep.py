@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import numpy as np
 from pydantic import Field
@@ -21,12 +21,11 @@ from course_tools.plots import learning_curve_png
 from course_tools.rl.common import (
     CARTPOLE,
     CARTPOLE_SOLVED,
-    PlayParams,
     Seeded,
     episode_images,
     evaluate_cartpole,
     mlp_forward,
-    play,
+    play_command,
     save_torch_agent,
     torch_to_arrays,
 )
@@ -47,6 +46,9 @@ class DeepParams(Seeded):
     stop_when_solved: bool = Field(default=True, description="stop once eval mean >= 475")
     eval_episodes: int = Field(default=100, ge=1, le=10_000,
                                description="final evaluation episodes")
+
+
+D = TypeVar("D", bound=DeepParams)
 
 
 class DQNParams(DeepParams):
@@ -126,12 +128,11 @@ class SolveTracker:
 
 
 def _finish(
-    ctx: ToolContext, tool: str, label: str, net: torch.nn.Module, tracker: SolveTracker,
+    ctx: ToolContext[D], tool: str, label: str, net: torch.nn.Module, tracker: SolveTracker,
     episode_steps: list[int], episode_returns: list[float], steps_done: int,
 ) -> ToolResult:
     """Final evaluation of the best network, save, learning curve and GIF."""
     p = ctx.params
-    assert isinstance(p, DeepParams)
     train_seconds = time.perf_counter() - tracker.start
     if tracker.best_state is not None:
         # The last periodic eval may be worse than an earlier one (DQN is not monotone).
@@ -181,14 +182,13 @@ def _setup(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def train_dqn(ctx: ToolContext) -> ToolResult:
+def train_dqn(ctx: ToolContext[DQNParams]) -> ToolResult:
     """DQN: epsilon-greedy acting, a replay buffer, Huber TD loss against a target network."""
     import gymnasium as gym
     import torch
     import torch.nn.functional as F
 
     p = ctx.params
-    assert isinstance(p, DQNParams)
     _setup(p.seed)
     rng = np.random.default_rng(p.seed)
     tracker = SolveTracker(seed=p.seed)
@@ -280,13 +280,12 @@ def _collect_episodes(
     return np.stack(obs_l), np.stack(act_l), np.stack(rew_l), np.stack(mask_l)
 
 
-def train_reinforce(ctx: ToolContext) -> ToolResult:
+def train_reinforce(ctx: ToolContext[ReinforceParams]) -> ToolResult:
     """REINFORCE: Monte-Carlo policy gradient on batches of complete episodes."""
     import gymnasium as gym
     import torch
 
     p = ctx.params
-    assert isinstance(p, ReinforceParams)
     _setup(p.seed)
     tracker = SolveTracker(seed=p.seed)
     envs = gym.make_vec(CARTPOLE, num_envs=p.batch_episodes,
@@ -331,13 +330,12 @@ def train_reinforce(ctx: ToolContext) -> ToolResult:
                    episode_returns, steps_done)
 
 
-def train_a2c(ctx: ToolContext) -> ToolResult:
+def train_a2c(ctx: ToolContext[A2CParams]) -> ToolResult:
     """A2C: n-step advantage actor-critic over parallel envs (separate actor and critic)."""
     import gymnasium as gym
     import torch
 
     p = ctx.params
-    assert isinstance(p, A2CParams)
     _setup(p.seed)
     tracker = SolveTracker(seed=p.seed)
     envs = gym.make_vec(CARTPOLE, num_envs=p.n_envs, vectorization_mode="vector_entry_point")
@@ -421,8 +419,7 @@ def _spec(name: str, label: str, func: Any, params: type[DeepParams],
         summary=f"{label} on CartPole-v1 (torch); stops when solved (eval mean >= 475).",
         commands=(
             ToolCommand("train", func, params, f"train a {label} agent on CartPole-v1"),
-            ToolCommand("play", play, PlayParams, f"replay a trained {label} agent as a GIF",
-                        heavy=False),
+            play_command(label),
         ),
         examples=examples,
         headline_metric="mean_reward",

@@ -18,13 +18,12 @@ from course_tools import register
 from course_tools.base import ToolCommand, ToolContext, ToolResult, ToolSpec
 from course_tools.plots import learning_curve_png
 from course_tools.rl.common import (
-    PlayParams,
     Seeded,
     TabularEnv,
     TabularMDP,
     episode_images,
     make_env,
-    play,
+    play_command,
     save_agent,
     tabular_metrics,
 )
@@ -142,10 +141,9 @@ def _finish(
     )
 
 
-def train_value_iteration(ctx: ToolContext) -> ToolResult:
+def train_value_iteration(ctx: ToolContext[PlanningParams]) -> ToolResult:
     """Value iteration on the env's known model."""
     p = ctx.params
-    assert isinstance(p, PlanningParams)
     mdp = TabularMDP.from_env(make_env(p.env, is_slippery=p.is_slippery))
     start = time.perf_counter()
     values, policy, deltas = value_iteration(mdp, p.gamma, p.tol, p.iterations, ctx)
@@ -162,10 +160,9 @@ def train_value_iteration(ctx: ToolContext) -> ToolResult:
                    p.eval_episodes, curve, extra, summary)
 
 
-def train_policy_iteration(ctx: ToolContext) -> ToolResult:
+def train_policy_iteration(ctx: ToolContext[PlanningParams]) -> ToolResult:
     """Policy iteration on the env's known model."""
     p = ctx.params
-    assert isinstance(p, PlanningParams)
     mdp = TabularMDP.from_env(make_env(p.env, is_slippery=p.is_slippery))
     start = time.perf_counter()
     values, policy, history = policy_iteration(mdp, p.gamma, p.iterations, ctx)
@@ -182,10 +179,9 @@ def train_policy_iteration(ctx: ToolContext) -> ToolResult:
                    p.eval_episodes, curve, extra, summary)
 
 
-def td_control(ctx: ToolContext) -> tuple[np.ndarray, list[float]]:
+def td_control(ctx: ToolContext[TDParams]) -> tuple[np.ndarray, list[float]]:
     """Epsilon-greedy TD control on the real env; returns (Q table, training returns)."""
     p = ctx.params
-    assert isinstance(p, TDParams)
     env = make_env(p.env, is_slippery=p.is_slippery)
     rng = np.random.default_rng(p.seed)
     n_states, n_actions = int(env.observation_space.n), int(env.action_space.n)
@@ -230,10 +226,9 @@ def td_control(ctx: ToolContext) -> tuple[np.ndarray, list[float]]:
     return q, returns
 
 
-def train_td(ctx: ToolContext) -> ToolResult:
+def train_td(ctx: ToolContext[TDParams]) -> ToolResult:
     """Q-learning / SARSA / expected SARSA with a decaying epsilon-greedy policy."""
     p = ctx.params
-    assert isinstance(p, TDParams)
     start = time.perf_counter()
     q, returns = td_control(ctx)
     seconds = time.perf_counter() - start
@@ -251,11 +246,6 @@ def train_td(ctx: ToolContext) -> ToolResult:
                    curve, extra, summary)
 
 
-def _play_command(tool: str) -> ToolCommand:
-    return ToolCommand("play", play, PlayParams,
-                       f"replay a trained {tool} agent from a job as a GIF", heavy=False)
-
-
 VALUE_ITERATION = register(ToolSpec(
     name="rl.value_iteration",
     course="rl",
@@ -263,7 +253,7 @@ VALUE_ITERATION = register(ToolSpec(
     commands=(
         ToolCommand("train", train_value_iteration, PlanningParams,
                     "plan the optimal policy by value iteration and evaluate it", heavy=False),
-        _play_command("rl.value_iteration"),
+        play_command("rl.value_iteration"),
     ),
     examples=(
         "solve frozen lake with value iteration",
@@ -283,7 +273,7 @@ POLICY_ITERATION = register(ToolSpec(
     commands=(
         ToolCommand("train", train_policy_iteration, PlanningParams,
                     "find the optimal policy by policy iteration and evaluate it", heavy=False),
-        _play_command("rl.policy_iteration"),
+        play_command("rl.policy_iteration"),
     ),
     examples=(
         "run policy iteration on frozen lake",
@@ -302,7 +292,7 @@ QLEARNING = register(ToolSpec(
     commands=(
         ToolCommand("train", train_td, TDParams,
                     "learn a Q table by TD control and evaluate its greedy policy"),
-        _play_command("rl.qlearning"),
+        play_command("rl.qlearning"),
     ),
     examples=(
         "train a q-learning agent on taxi",

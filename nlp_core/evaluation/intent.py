@@ -8,12 +8,11 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from bot.settings import Settings
+from nlp_core.workspace import Workspace
 
 ROUTES = ("chitchat", "programming", "tool")
 
@@ -62,7 +61,7 @@ def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray,
     return float(total)
 
 
-def run(data: Path | None, model_dir: Path | None, out_dir: Path, settings: Settings,
+def run(data: Path | None, model_dir: Path | None, out_dir: Path, workspace: Workspace,
         *, tool_examples: Mapping[str, Sequence[str]] | None = None) -> dict[str, Any]:
     """Score intents on a routing TSV (``data``) or, by default, on the held-out part of the
     intent corpus (``tool_examples`` adds the tools' held-out phrasings); write the report."""
@@ -77,9 +76,9 @@ def run(data: Path | None, model_dir: Path | None, out_dir: Path, settings: Sett
 
     cases = read_routing_tsv(data) if data is not None else []  # a bad file fails first
     model = (IntentClassifier.load(model_dir) if model_dir
-             else load_or_train_intent(settings, tool_examples=tool_examples))
+             else load_or_train_intent(workspace, tool_examples=tool_examples))
     if data is None:
-        corpus = build_corpus(settings, tool_examples)
+        corpus = build_corpus(workspace, tool_examples)
         texts, gold_intents = corpus.test_texts, corpus.test_intents
         details = ["" for _ in texts]
         source = "held-out part of the intent corpus"
@@ -111,20 +110,20 @@ def run(data: Path | None, model_dir: Path | None, out_dir: Path, settings: Sett
     if language_rows:
         from nlp_core.tags import load_or_train_tags
 
-        tags = load_or_train_tags(settings)
+        tags = load_or_train_tags(workspace)
         subset = [texts[i] for i in language_rows]
         embeddings = None
         if tags.use_embeddings:
             from nlp_core.tags import embed_cached
 
-            embeddings = embed_cached(subset, settings)
+            embeddings = embed_cached(subset, workspace)
         for i, language in zip(language_rows, tags.predict_language(subset, embeddings),
                                strict=True):
             pred_details[i] = language or ""
     detail_rows = [i for i, d in enumerate(details) if d]
     detail_ok = {i: route_ok[i] and pred_details[i] == details[i] for i in detail_rows}
     intent_ok = np.array([g == p for g, p in zip(gold_intents, predicted, strict=True)])
-    threshold = settings.intent_threshold
+    threshold = workspace.intent_threshold
     confident = confidence >= threshold
 
     metrics: dict[str, Any] = {

@@ -6,12 +6,11 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from bot.settings import Settings
+from nlp_core.workspace import Workspace
 
 
 def f1_scores(true: Sequence[Sequence[str]], predicted: Sequence[Sequence[str]],
@@ -53,10 +52,9 @@ def course_baseline(train_titles: Sequence[str], train_tags: Sequence[Sequence[s
 
 
 def run(data: Path | None, model_dir: Path | None, out_dir: Path,
-        settings: Settings, *, baseline: bool = True) -> dict[str, Any]:
+        workspace: Workspace, *, baseline: bool = True) -> dict[str, Any]:
     """Score the tag model on ``data`` (a so_tags-style TSV) or, by default, on the fixed test
     split of so_tags/train.tsv that the default model did not train on; write the report."""
-    from bot.data import require
     from nlp_core.corpora import load_so_tags
     from nlp_core.evaluation.report import confusion_figure, write_report
     from nlp_core.tags import (
@@ -68,10 +66,10 @@ def run(data: Path | None, model_dir: Path | None, out_dir: Path,
         split_so_tags,
     )
 
-    model = TagClassifier.load(model_dir) if model_dir else load_or_train_tags(settings)
+    model = TagClassifier.load(model_dir) if model_dir else load_or_train_tags(workspace)
     train_titles: list[str] = []
     train_tag_lists: list[list[str]] = []
-    all_titles, all_tags = load_so_tags(require("so_tags/train.tsv", settings))
+    all_titles, all_tags = load_so_tags(workspace.require("so_tags/train.tsv"))
     train_idx, test_idx = split_so_tags(all_titles)
     if data is None:
         titles = [all_titles[i] for i in test_idx]
@@ -85,7 +83,7 @@ def run(data: Path | None, model_dir: Path | None, out_dir: Path,
         train_tag_lists = [all_tags[i] for i in train_idx]
 
     started = time.perf_counter()
-    embeddings = embed_cached(titles, settings) if model.use_embeddings else None
+    embeddings = embed_cached(titles, workspace) if model.use_embeddings else None
     encode_seconds = time.perf_counter() - started
     started = time.perf_counter()
     predicted, languages, _ = model.predict_all(titles, embeddings)

@@ -16,8 +16,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from bot.core.nlu import Entity
 from nlp_core.corpora import parse_tag_list
+from nlp_core.nlu import Entity
 
 LABELS = ("LANGUAGE", "LIBRARY", "PLATFORM", "DATABASE", "ERROR", "VERSION")
 
@@ -208,21 +208,3 @@ def import_spacy() -> Any:
     finally:
         del sys.modules["torch"]
     return spacy
-
-
-_DEFAULT: ProgrammingEntities | None = None
-
-
-def default_extractor(tags_path: Path | None = None) -> ProgrammingEntities:
-    """A shared fitted extractor (built once per process)."""
-    global _DEFAULT
-    if _DEFAULT is None:
-        if tags_path is None:
-            try:
-                from bot.data import require
-
-                tags_path = require("so_tags/train.tsv")
-            except FileNotFoundError:
-                tags_path = None
-        _DEFAULT = ProgrammingEntities().fit(tags_path)
-    return _DEFAULT

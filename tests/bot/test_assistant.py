@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from bot.app import build_assistant
 from bot.core import Assistant, Message, TextReply
 from bot.settings import Settings
 
@@ -10,20 +11,20 @@ def _ask(assistant: Assistant, text: str) -> list[str]:
 
 
 def test_help_lists_every_command(settings: Settings) -> None:
-    assistant = Assistant(settings)
+    assistant = build_assistant(settings)
     text = "\n".join(_ask(assistant, "/help"))
     for command in ("/start", "/help", "/about", "/history"):
         assert command in text
 
 
 def test_unknown_command_suggests_close_ones(settings: Settings) -> None:
-    assistant = Assistant(settings)
+    assistant = build_assistant(settings)
     (reply,) = _ask(assistant, "/hepl")
     assert "/hepl" in reply and "/help" in reply
 
 
 def test_every_exchange_is_stored(settings: Settings) -> None:
-    assistant = Assistant(settings)
+    assistant = build_assistant(settings)
     _ask(assistant, "hello")
     _ask(assistant, "/about")
     events = assistant.store.history("c1", limit=10)
@@ -33,7 +34,7 @@ def test_every_exchange_is_stored(settings: Settings) -> None:
 
 
 def test_history_shows_previous_messages(settings: Settings) -> None:
-    assistant = Assistant(settings)
+    assistant = build_assistant(settings)
     _ask(assistant, "first message")
     (reply,) = _ask(assistant, "/history 5")
     assert "you: first message" in reply

@@ -12,7 +12,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
-from bot.core import Assistant, Message
+from bot.app import build_assistant
+from bot.core import Message
 from bot.core.assistant import clean_text
 from bot.core.messages import reply_text
 from bot.settings import Settings
@@ -71,7 +72,7 @@ def fast_data_dir(tmp_path: Path) -> Iterator[Path]:
 
 
 def test_any_text_gets_a_reply_and_every_exchange_is_stored(fast_data_dir: Path) -> None:
-    assistant = Assistant(Settings(data_dir=fast_data_dir, nlu_enabled=False))
+    assistant = build_assistant(Settings(data_dir=fast_data_dir, nlu_enabled=False))
     sent: list[str] = []
     reply_counts: list[int] = []
 

@@ -11,15 +11,9 @@ import numpy as np
 import pytest
 
 from indexes import Hit, ThreadIndex, ThreadIndexError, ThreadMeta
+from indexes.persistence import sha256_file
 from indexes.store import IndexStore
-from indexes.thread_index import (
-    FLAT_MAX,
-    HNSW_EF_CONSTRUCTION,
-    choose_spec,
-    exact_topk,
-    recall_at_k,
-    sha256_file,
-)
+from indexes.vectors import FLAT_MAX, HNSW_EF_CONSTRUCTION, choose_spec, exact_topk, recall_at_k
 
 MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 Corpus = tuple[np.ndarray, list[ThreadMeta]]
@@ -94,7 +88,7 @@ def test_ivf_tunes_on_held_out_queries_when_given(title_corpus: Corpus) -> None:
 
 def test_tuning_aims_above_the_target_and_settles_near_the_best_when_out_of_reach(
         title_corpus: Corpus) -> None:
-    from indexes.thread_index import TUNE_MARGIN
+    from indexes.vectors import TUNE_MARGIN
 
     vectors, metas = title_corpus
     tune = vectors[700:750]

@@ -18,7 +18,7 @@ def small_nlp_settings(data_dir: Path) -> Settings:
 @pytest.fixture(scope="session")
 def trained_nlp_dir(_session_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A data dir with the shared datasets and a trained small NLP bundle."""
-    from nlp_core.pipeline import load_nlp
+    from bot.app import load_nlp
 
     data_dir = tmp_path_factory.mktemp("nlp-data")
     (data_dir / "datasets").symlink_to(_session_data_dir / "datasets")

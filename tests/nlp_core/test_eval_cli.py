@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from bot.app import workspace
 from bot.cli.main import app
 from bot.settings import Settings, get_settings
 from nlp_core.corpora import load_so_tags
@@ -49,7 +50,7 @@ def data_dir(_session_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) 
     root = tmp_path_factory.mktemp("eval-cli") / "data"
     root.mkdir()
     (root / "datasets").symlink_to(_session_data_dir / "datasets")
-    settings = Settings(data_dir=root)
+    settings = workspace(Settings(data_dir=root))
     titles, tags = load_so_tags(root / "datasets" / "so_tags" / "train.tsv")
     train, _ = split_so_tags(titles)
     TagClassifier(use_embeddings=False).fit(

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bot.app import workspace
 from bot.settings import Settings
 from nlp_core.intent import (
     IntentClassifier,
@@ -44,14 +45,14 @@ TOOL_REQUESTS = [
 
 @pytest.fixture(scope="module")
 def corpus(_session_data_dir: Path) -> IntentCorpus:
-    return build_corpus(Settings(data_dir=_session_data_dir), TOOLS,
+    return build_corpus(workspace(Settings(data_dir=_session_data_dir)), TOOLS,
                         max_programming=5000, max_chitchat=5000)
 
 
 def test_corpus_takes_programming_from_stackoverflow_sql_and_askubuntu(
     _session_data_dir: Path,
 ) -> None:
-    full = build_corpus(Settings(data_dir=_session_data_dir), None, max_chitchat=100)
+    full = build_corpus(workspace(Settings(data_dir=_session_data_dir)), None, max_chitchat=100)
     intent_of = dict(zip(full.train_texts + full.test_texts,
                          full.train_intents + full.test_intents, strict=True))
     for title in ("How do I install Ubuntu?", "SQL query, count and group by",
@@ -128,7 +129,7 @@ def test_save_load_roundtrip(model: IntentClassifier, tmp_path: Path) -> None:
 def test_load_or_train_reuses_a_model_that_knows_the_tools(
     _session_data_dir: Path, tmp_path: Path, model: IntentClassifier,
 ) -> None:
-    settings = Settings(data_dir=tmp_path / "data")
+    settings = workspace(Settings(data_dir=tmp_path / "data"))
     (settings.data_dir).mkdir()
     (settings.data_dir / "datasets").symlink_to(_session_data_dir / "datasets")
     model.save(model_dir(settings))
@@ -138,7 +139,7 @@ def test_load_or_train_reuses_a_model_that_knows_the_tools(
 
 @pytest.mark.slow
 def test_default_training_on_full_corpus(shared_data_dir: Path, tmp_path: Path) -> None:
-    settings = Settings(data_dir=tmp_path / "data")
+    settings = workspace(Settings(data_dir=tmp_path / "data"))
     settings.data_dir.mkdir()
     (settings.data_dir / "datasets").symlink_to(shared_data_dir / "datasets")
     trained = train_intent(settings, tool_examples=TOOLS)

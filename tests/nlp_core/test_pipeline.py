@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
+from bot.app import build_assistant, load_nlp
 from bot.core import Assistant, Message, TextReply
-from bot.core.nlu import Understanding
 from bot.skills.base import Request
 from bot.skills.nlp import CLOSE_MATCH, SURE_LANGUAGE, StackOverflowSkill
-from nlp_core.pipeline import load_nlp
+from nlp_core.nlu import Understanding
 from tests.nlp_core.conftest import small_nlp_settings
 
 # The course's final-project eyeball questions, with the route and language we expect.
@@ -31,7 +31,7 @@ EYEBALL = [
 @pytest.fixture(scope="module")
 def assistant(trained_nlp_dir: Path) -> Assistant:
     settings = small_nlp_settings(trained_nlp_dir)
-    return Assistant(settings, nlp=load_nlp(settings, quiet=True))
+    return build_assistant(settings, nlp=load_nlp(settings, quiet=True))
 
 
 def _ask(assistant: Assistant, text: str, chat: str = "eyeball") -> str:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.app import workspace
 from bot.settings import Settings
 from indexes import ThreadIndex
 from nlp_core.encoder import Encoder
@@ -19,6 +20,7 @@ from nlp_core.threads import (
     load_threads,
     thread_tags,
 )
+from nlp_core.workspace import Workspace
 
 
 def test_languages_from_tags() -> None:
@@ -35,17 +37,17 @@ def encoder() -> Encoder:
 
 
 @pytest.fixture()
-def small_index(shared_data_dir: Path, encoder: Encoder, tmp_path: Path) -> tuple[Settings,
+def small_index(shared_data_dir: Path, encoder: Encoder, tmp_path: Path) -> tuple[Workspace,
                                                                                   ThreadIndex]:
     # datasets come from the shared session dir; the index goes to this test's own data dir
-    settings = Settings(data_dir=tmp_path / "data")
+    settings = workspace(Settings(data_dir=tmp_path / "data"))
     settings.data_dir.mkdir(parents=True)
     (settings.data_dir / "datasets").symlink_to(shared_data_dir / "datasets")
     return settings, build_thread_index(settings, encoder, limit=125)
 
 
 def test_corpus_loads_every_source(shared_data_dir: Path) -> None:
-    threads = load_threads(limit=50)
+    threads = load_threads(workspace(Settings(data_dir=shared_data_dir)), limit=50)
     sources = {t.source for t in threads}
     assert sources == {"staqc", "so_sample_posts", "so_tags", "so_tags_unlabeled"}
     staqc = [t for t in threads if t.source == "staqc"]
@@ -59,17 +61,18 @@ def test_corpus_loads_every_source(shared_data_dir: Path) -> None:
 def test_quoted_titles_are_read_as_csv(shared_data_dir: Path) -> None:
     # StaQC quotes titles holding quotes, CSV style: "How to insert a string which contains
     # an ""&""" is the title: How to insert a string which contains an "&"
-    titles = [t.title for t in load_threads() if t.source == "staqc"]
+    corpus = load_threads(workspace(Settings(data_dir=shared_data_dir)))
+    titles = [t.title for t in corpus if t.source == "staqc"]
     assert 'How to insert a string which contains an "&"' in titles
     assert not [t for t in titles if t.startswith('"') and '""' in t]
 
 
-def test_index_finds_exact_titles_and_links(small_index: tuple[Settings, ThreadIndex],
+def test_index_finds_exact_titles_and_links(small_index: tuple[Workspace, ThreadIndex],
                                             encoder: Encoder) -> None:
     settings, index = small_index
     assert 400 <= len(index) <= 500
     assert (index_dir(settings) / "info.json").is_file()
-    threads = load_threads(limit=125)
+    threads = load_threads(settings, limit=125)
     with_id = next(t for t in threads if t.source == "staqc")
     without_id = next(t for t in threads if t.source == "so_tags")
     hits = index.search(encoder.encode([with_id.title, without_id.title]), k=3)
@@ -82,7 +85,7 @@ def test_index_finds_exact_titles_and_links(small_index: tuple[Settings, ThreadI
     assert len(reopened) == len(index)
 
 
-def test_language_first_search(small_index: tuple[Settings, ThreadIndex],
+def test_language_first_search(small_index: tuple[Workspace, ThreadIndex],
                                encoder: Encoder) -> None:
     _settings, index = small_index
     # With a bonus larger than any similarity gap, the language's threads come first.
@@ -91,8 +94,8 @@ def test_language_first_search(small_index: tuple[Settings, ThreadIndex],
     matches = searcher.search("How do I read a file line by line?", "python", k=3,
                               timings=timings)
     assert len(matches) == 3
-    assert all(m.in_language and "python" in m.tags for m in matches)
-    assert matches[0].similarity >= matches[-1].similarity
+    assert all(m.preferred and "python" in m.tags for m in matches)
+    assert matches[0].score >= matches[-1].score
     # With the default small bonus, a much closer thread of another language still wins.
     sql_question = "select rows from two tables"
     mixed = ThreadSearcher(index, encoder).search(sql_question, "swift", k=3)
@@ -105,4 +108,4 @@ def test_language_first_search(small_index: tuple[Settings, ThreadIndex],
     # a language with no threads in the subset falls back to the whole corpus
     strict = ThreadSearcher(index, encoder, min_similarity=0.99)
     fallback = strict.search("select rows from two tables", "swift", k=3)
-    assert len(fallback) == 3 and not any(m.in_language for m in fallback)
+    assert len(fallback) == 3 and not any(m.preferred for m in fallback)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from bot.app import tool_examples
 from nlp_core.encoder import Encoder
-from nlp_core.pipeline import tool_examples
 from nlp_core.tool_match import ToolMatcher
 
 # Requests no phrasing of the matcher below declares; the intent model sent the first three to

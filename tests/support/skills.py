@@ -1,6 +1,6 @@
 """Skills that exist only for tests, loaded through ``AMLBOT_EXTRA_SKILLS=module:factory``.
 
-Each class is its own factory: ``SlowSkill(assistant) -> Skill``.
+Each class is its own factory: ``SlowSkill(services) -> Skill``.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from bot.core.messages import (
     Reply,
     TextReply,
 )
-from bot.skills.base import Command, Request, Skill
+from bot.skills.base import BaseSkill, Command, Request
 
 SLOW_SECONDS = 3.0
 
@@ -41,7 +41,7 @@ def long_text(total: int = 10_000) -> str:
     return text[:total]
 
 
-class SlowSkill(Skill):
+class SlowSkill(BaseSkill):
     """``/slow``: sleeps a few seconds (a stand-in for real work), then answers."""
 
     name = "test.slow"
@@ -53,7 +53,7 @@ class SlowSkill(Skill):
         return [TextReply("slow done")]
 
 
-class LongSkill(Skill):
+class LongSkill(BaseSkill):
     """``/long``: a 10,000-character multi-line answer."""
 
     name = "test.long"
@@ -64,7 +64,7 @@ class LongSkill(Skill):
         return [TextReply(long_text())]
 
 
-class MediaSkill(Skill):
+class MediaSkill(BaseSkill):
     """``/image``, ``/doc`` and ``/progress``: every non-text reply kind."""
 
     name = "test.media"

@@ -17,6 +17,7 @@ from bot.settings import Settings
 from bot.storage.models import Artifact, Job
 from bot.storage.store import Store
 from course_tools.params import ParamError
+from tests.support.jobs import call
 
 PI = "demo.montecarlo_pi"
 SLOW = {"n": "1M", "pace": "0.1"}  # 50 batches × 0.1 s: about 5 s, cancellable at any time
@@ -57,9 +58,9 @@ def _child_pid(info: JobInfo) -> int:
 def test_two_jobs_queue_progress_cancel_and_result(manager: JobManager, store: Store) -> None:
     ended: list[JobInfo] = []
     manager.add_listener(ended.append)
-    slow = manager.submit(PI, "run", SLOW, "c1", "u1")
+    slow = manager.submit(call(PI, "run", SLOW), "c1", "u1")
     _until(lambda: _status(manager, slow).status == "running")  # so the next one is 1st in line
-    fast = manager.submit(PI, "run", {"n": "50k", "seed": "7"}, "c1", "u1")
+    fast = manager.submit(call(PI, "run", {"n": "50k", "seed": "7"}), "c1", "u1")
     # max_concurrent_jobs=1: the second waits, and says where it stands
     queued = manager.status(fast)
     assert queued is not None and queued.status == "queued" and queued.position == 1
@@ -105,18 +106,18 @@ def test_two_jobs_queue_progress_cancel_and_result(manager: JobManager, store: S
 def test_bad_parameters_start_nothing(manager: JobManager, store: Store) -> None:
     for params in ({"n": "-5"}, {"n": "10^12"}, {"n": "many"}, {"size": "5"}):
         with pytest.raises(ParamError):
-            manager.submit(PI, "run", params, "c1", "u1")
+            manager.submit(call(PI, "run", params), "c1", "u1")
     with pytest.raises(KeyError, match="no course tool"):
-        manager.submit("demo.nothing", "run", {}, "c1", "u1")
+        manager.submit(call("demo.nothing", "run", {}), "c1", "u1")
     with pytest.raises(KeyError, match="has no command"):
-        manager.submit(PI, "fly", {}, "c1", "u1")
+        manager.submit(call(PI, "fly", {}), "c1", "u1")
     with store.session() as session:
         assert session.query(Job).count() == 0
     assert manager.active() == set()
 
 
 def test_a_worker_that_dies_fails_its_job(manager: JobManager) -> None:
-    job_id = manager.submit(PI, "run", SLOW, "c1", "u1")
+    job_id = manager.submit(call(PI, "run", SLOW), "c1", "u1")
     _until(lambda: _status(manager, job_id).progress > 0)
     os.kill(_child_pid(_status(manager, job_id)), signal.SIGKILL)  # what the OOM killer would do
     failed = manager.wait(job_id, timeout=10)
@@ -128,8 +129,8 @@ def test_cancel_a_queued_job_and_close_with_a_job_running(
     settings: Settings, store: Store
 ) -> None:
     manager = JobManager(settings, store)
-    running = manager.submit(PI, "run", SLOW, "c1", "u1")
-    queued = manager.submit(PI, "run", {}, "c1", "u1")
+    running = manager.submit(call(PI, "run", SLOW), "c1", "u1")
+    queued = manager.submit(call(PI, "run", {}), "c1", "u1")
     info = manager.cancel(queued)
     assert info is not None and info.status == "cancelled"
     _until(lambda: _status(manager, running).status == "running")
@@ -140,12 +141,12 @@ def test_cancel_a_queued_job_and_close_with_a_job_running(
     assert closed.error == "the bot shut down while this job was running"
     _until(lambda: not pid_alive(child), 5)
     with pytest.raises(RuntimeError):
-        manager.submit(PI, "run", {}, "c1", "u1")
+        manager.submit(call(PI, "run", {}), "c1", "u1")
 
 
 def test_results_outlive_the_manager(settings: Settings, store: Store, tmp_path: Path) -> None:
     first = JobManager(settings, store)
-    job_id = first.submit(PI, "run", {"n": "20k"}, "c1", "u1")
+    job_id = first.submit(call(PI, "run", {"n": "20k"}), "c1", "u1")
     first.wait(job_id, 60)
     assert _status(first, job_id).status == "done"
     first.close()

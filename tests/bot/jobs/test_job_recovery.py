@@ -11,7 +11,8 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
-from bot.core import Assistant, Message, TextReply
+from bot.app import build_assistant
+from bot.core import Message, TextReply
 from bot.jobs import JobManager
 from bot.jobs.records import RESTARTED_QUEUED, RESTARTED_RUNNING, JobRecords, pid_alive
 from bot.settings import Settings
@@ -91,7 +92,7 @@ def test_kill_9_the_bot_mid_job_then_restart(settings: Settings, tmp_path: Path)
         time.sleep(0.1)
     store.dispose()
 
-    assistant = Assistant(settings)  # the restart: its job manager resolves the orphan
+    assistant = build_assistant(settings)  # the restart: its job manager resolves the orphan
     try:
         replies = assistant.handle(Message(chat_id="console", user_id="console",
                                            text=f"/job {job_id}"))

@@ -11,6 +11,7 @@ from bot.jobs import JobManager
 from bot.jobs.ray_backend import RayBackend
 from bot.settings import Settings
 from bot.storage.store import Store
+from tests.support.jobs import call
 
 ray = pytest.importorskip("ray")
 
@@ -29,8 +30,8 @@ def test_a_job_runs_as_a_ray_task(local_ray: None, settings: Settings) -> None:
     manager = JobManager(settings, store)
     assert isinstance(manager.backend, RayBackend)
     try:
-        done_id = manager.submit("demo.montecarlo_pi", "run", {"n": "100k"}, "c1", "u1")
-        slow_id = manager.submit("demo.montecarlo_pi", "run", {"n": "1M", "pace": "0.2"},
+        done_id = manager.submit(call("demo.montecarlo_pi", "run", {"n": "100k"}), "c1", "u1")
+        slow_id = manager.submit(call("demo.montecarlo_pi", "run", {"n": "1M", "pace": "0.2"}),
                                  "c1", "u1")
         handle = manager.handle(slow_id)
         assert handle is not None

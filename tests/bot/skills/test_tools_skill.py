@@ -9,14 +9,15 @@ from typing import Any
 
 import pytest
 
+from bot.app import build_assistant
 from bot.channels.console import ConsoleChannel
 from bot.core import Assistant, Message, TextReply
 from bot.core.messages import ImageReply, ProgressReply, Reply
-from bot.core.nlu import Understanding
 from bot.settings import Settings
 from bot.skills.tools import ToolsSkill
 from bot.storage.models import Event, Job
 from course_tools import load_tools
+from nlp_core.nlu import Understanding
 
 PI = "demo.montecarlo_pi"
 
@@ -33,7 +34,7 @@ class FixedUnderstanding:
 
 @pytest.fixture()
 def assistant(settings: Settings) -> Iterator[Assistant]:
-    assistant = Assistant(settings)
+    assistant = build_assistant(settings)
     yield assistant
     assistant.close()
 
@@ -104,7 +105,7 @@ def _env_fields() -> list[tuple[str, str]]:
     "", "", marks=pytest.mark.skip(reason="no tool with an env parameter is registered"))])
 def test_unknown_env_and_huge_steps_are_refused(settings: Settings, tool: str,
                                                 command: str) -> None:
-    assistant = Assistant(settings.model_copy(update={"admins": ["u1"]}))
+    assistant = build_assistant(settings.model_copy(update={"admins": ["u1"]}))
     try:
         verb = f"/{command}" if command in ("train", "play") else f"/run {tool} {command}"
         target = tool if command in ("train", "play") else ""
@@ -116,7 +117,7 @@ def test_unknown_env_and_huge_steps_are_refused(settings: Settings, tool: str,
 
 
 def test_console_two_jobs_progress_cancel_and_results(settings: Settings) -> None:
-    assistant = Assistant(settings)
+    assistant = build_assistant(settings)
     out = io.StringIO()
     console = ConsoleChannel(assistant, out=out, chat_id="c1", user_id="u1")
     first = console.send(f"/run {PI} n=1M pace=0.1")
@@ -145,7 +146,7 @@ def test_console_two_jobs_progress_cancel_and_results(settings: Settings) -> Non
     assert any(f"Job {fast_id}" in e.text for e in later)
     assistant.close()
 
-    reborn = Assistant(settings)  # results outlive the process that ran the job
+    reborn = build_assistant(settings)  # results outlive the process that ran the job
     try:
         replies = _ask(reborn, f"/job {fast_id}")
         assert "pi_estimate:" in _text(replies) and "finished" in _text(replies)
@@ -158,7 +159,7 @@ def test_console_two_jobs_progress_cancel_and_results(settings: Settings) -> Non
 
 
 def test_heavy_commands_need_access(settings: Settings) -> None:
-    closed = Assistant(settings)
+    closed = build_assistant(settings)
     try:
         refusal = _text(_ask(closed, f"/run {PI} sweep"))
         assert "heavy command" in refusal and "AMLBOT_ADMINS" in refusal and "(u1)" in refusal
@@ -167,7 +168,7 @@ def test_heavy_commands_need_access(settings: Settings) -> None:
     finally:
         closed.close()
 
-    quota = Assistant(settings.model_copy(update={"user_job_quota": 1}))
+    quota = build_assistant(settings.model_copy(update={"user_job_quota": 1}))
     try:
         started = _text(_ask(quota, f"/run {PI} sweep n_max=20k pace=1"))
         assert "Started job" in started
@@ -178,7 +179,7 @@ def test_heavy_commands_need_access(settings: Settings) -> None:
     finally:
         quota.close()
 
-    admin = Assistant(settings.model_copy(update={"admins": ["u1"]}))
+    admin = build_assistant(settings.model_copy(update={"admins": ["u1"]}))
     try:
         assert "Started job" in _text(_ask(admin, f"/run {PI} sweep n_max=20k pace=1"))
         assert _jobs(admin) == 2
@@ -188,7 +189,7 @@ def test_heavy_commands_need_access(settings: Settings) -> None:
 
 def test_free_text_intent_maps_slots_to_parameters(settings: Settings) -> None:
     understood = FixedUnderstanding(f"tool:{PI}", {"n": 20_000, "steps": 5, "env": "x"})
-    assistant = Assistant(settings, understander=understood)
+    assistant = build_assistant(settings, understander=understood)
     try:
         replies = _ask(assistant, "estimate pi with twenty thousand points")
         assert "Started job" in _text(replies) and "(n=20000)" in _text(replies)
@@ -224,7 +225,7 @@ def test_notify_reaches_listeners_and_the_log(assistant: Assistant) -> None:
 
 @pytest.mark.skipif("rl.value_iteration" not in load_tools(), reason="no RL tools installed")
 def test_train_then_play_an_rl_tool_through_the_follow_up(settings: Settings) -> None:
-    assistant = Assistant(settings.model_copy(update={"admins": ["u1"]}),
+    assistant = build_assistant(settings.model_copy(update={"admins": ["u1"]}),
                           understander=FixedUnderstanding("tool:rl.value_iteration",
                                                           {"env": "FrozenLake-v1",
                                                            "algorithm": "value-iteration"}))

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.core import Assistant, Message, TextReply
+from bot.app import build_assistant
+from bot.core import Message, TextReply
 from bot.core.assistant import clean_text
 from bot.core.messages import reply_text
 from bot.settings import Settings
@@ -18,7 +19,7 @@ def test_assistant_runs_on_postgres_from_the_environment(
 ) -> None:
     monkeypatch.setenv("AMLBOT_DATABASE_URL", postgres_url)
     settings = Settings(data_dir=tmp_path / "data", nlu_enabled=False)
-    assistant = Assistant(settings)
+    assistant = build_assistant(settings)
     try:
         assert assistant.store.engine.dialect.name == "postgresql"
         for text in ("/start", "hello\x00there \ud800", "/history 5"):

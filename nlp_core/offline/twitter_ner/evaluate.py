@@ -11,12 +11,10 @@ import statistics
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from nlp_core.ner import conlleval
-
-if TYPE_CHECKING:
-    from bot.settings import Settings
+from nlp_core.workspace import Workspace
 
 LATENCY_TEXT = "Watching the Lakers game in Los Angeles with @mike tonight #NBA"
 
@@ -77,17 +75,18 @@ def measure_latency(model: Any, text: str = LATENCY_TEXT,
 
 
 def run(data: Path | None, model_dir: Path | None, out_dir: Path,
-        settings: Settings) -> dict[str, Any]:
+        workspace: Workspace) -> dict[str, Any]:
     """Score the model in ``model_dir`` (default: the trained one in the data dir, trained now if
     absent) on ``data`` (default: ``twitter_ner/validation.txt``); write the report files into
     ``out_dir`` and return the metrics (``precision``, ``recall``, ``f1``, ``per_type`` ...)."""
-    from bot.data import require
     from nlp_core.evaluation.report import write_report
-    from nlp_core.ner.twitter import TwitterNER, load_or_train_ner, read_conll
+    from nlp_core.offline.twitter_ner.conll import read_conll
+    from nlp_core.offline.twitter_ner.model import TwitterNER
+    from nlp_core.offline.twitter_ner.train import load_or_train_ner
 
-    path = data if data is not None else require("twitter_ner/validation.txt", settings)
+    path = data if data is not None else workspace.require("twitter_ner/validation.txt")
     sentences, gold = read_conll(path)
-    model = TwitterNER.load(model_dir) if model_dir is not None else load_or_train_ner(settings)
+    model = TwitterNER.load(model_dir) if model_dir is not None else load_or_train_ner(workspace)
     started = time.perf_counter()
     pred = model.predict(sentences)
     seconds = time.perf_counter() - started

@@ -1,4 +1,5 @@
-"""Real StackOverflow/AskUbuntu titles from the registered datasets, and their cached embeddings.
+"""Real StackOverflow/AskUbuntu titles from the registered datasets, and their cached embeddings:
+the real vectors the index benchmark grows its corpora from.
 
 The benchmark (and the synthetic corpus it grows from them) needs real MiniLM vectors; they are
 encoded once in chunks of 5000 and cached as ``.npy`` under ``<data_dir>/cache/index-titles``
@@ -15,13 +16,16 @@ from typing import Any
 
 import numpy as np
 
+from nlp_core.corpora import parse_tag_list
+from nlp_core.encoder import default_encoder
+from nlp_core.workspace import Workspace
 
-def real_titles(limit: int | None = None) -> list[tuple[str, str, tuple[str, ...]]]:
+
+def real_titles(workspace: Workspace,
+                limit: int | None = None) -> list[tuple[str, str, tuple[str, ...]]]:
     """Distinct titles as ``(post_id, title, tags)`` from so_tags, staqc and askubuntu, in a fixed
     order (so the cache keys stay stable)."""
-    from bot.data import require
-    from nlp_core.corpora import parse_tag_list
-
+    require = workspace.require
     out: list[tuple[str, str, tuple[str, ...]]] = []
     seen: set[str] = set()
 
@@ -49,31 +53,27 @@ def real_titles(limit: int | None = None) -> list[tuple[str, str, tuple[str, ...
     return out[:limit] if limit is not None else out
 
 
-def chunk_cache_path(encoder_name: str, texts: list[str]) -> Path:
+def chunk_cache_path(workspace: Workspace, encoder_name: str, texts: list[str]) -> Path:
     """Where the vectors of one chunk of titles are cached (keyed by model and texts)."""
-    from bot.settings import get_settings
-
     digest = hashlib.sha256(encoder_name.encode())
     for text in texts:
         digest.update(text.encode("utf-8", "replace") + b"\0")
-    cache = get_settings().data_dir / "cache" / "index-titles"
+    cache = workspace.data_dir / "cache" / "index-titles"
     return cache / f"titles-{digest.hexdigest()[:24]}.npy"
 
 
-def real_title_vectors(limit: int | None = None, *, chunk: int = 5000,
+def real_title_vectors(workspace: Workspace, limit: int | None = None, *, chunk: int = 5000,
                        encoder: Any = None,
                        progress: Callable[[int, int], None] | None = None) -> np.ndarray:
     """MiniLM vectors of :func:`real_titles` (``limit`` first ones), encoded once per chunk of
     ``chunk`` titles and cached, so an interrupted run keeps what it had done. The encoder
-    defaults to the settings' backend (ONNX: torch's vectors, faster; same cache keys)."""
-    from nlp_core.encoder import encoder_from_settings
-
-    titles = [title for _, title, _ in real_titles(limit)]
-    encoder = encoder or encoder_from_settings()
+    defaults to the workspace's backend (ONNX: torch's vectors, faster; same cache keys)."""
+    titles = [title for _, title, _ in real_titles(workspace, limit)]
+    encoder = encoder or default_encoder(workspace)
     parts: list[np.ndarray] = []
     for start in range(0, len(titles), chunk):
         texts = titles[start:start + chunk]
-        path = chunk_cache_path(encoder.name, texts)
+        path = chunk_cache_path(workspace, encoder.name, texts)
         path.parent.mkdir(parents=True, exist_ok=True)
         if path.is_file():
             parts.append(np.load(path))
@@ -86,3 +86,21 @@ def real_title_vectors(limit: int | None = None, *, chunk: int = 5000,
         if progress is not None:
             progress(min(start + chunk, len(titles)), len(titles))
     return np.concatenate(parts) if parts else np.zeros((0, encoder.dim), np.float32)
+
+
+def cached_real_vectors(workspace: Workspace, min_titles: int = 5000) -> tuple[
+        np.ndarray, list[tuple[str, str, tuple[str, ...]]]]:
+    """The real title vectors (in title order) and their titles: every whole chunk cached so
+    far, encoding more chunks until at least ``min_titles`` (capped at the corpus) are there."""
+    titles = real_titles(workspace)
+    chunk = 5000
+    encoder = default_encoder(workspace)
+    cached = 0
+    for start in range(0, len(titles), chunk):
+        texts = [text for _, text, _ in titles[start:start + chunk]]
+        if not chunk_cache_path(workspace, encoder.name, texts).is_file():
+            break
+        cached = min(start + chunk, len(titles))
+    want = min(len(titles), max(cached, -(-min_titles // chunk) * chunk))
+    vectors = real_title_vectors(workspace, want, chunk=chunk, encoder=encoder)
+    return vectors, titles[:len(vectors)]

@@ -7,18 +7,15 @@ from pathlib import Path
 
 import pytest
 
+from bot.app import workspace
 from bot.settings import Settings
-from nlp_core.evaluation.ner import run
 from nlp_core.ner import conlleval
-from nlp_core.ner.twitter import (
-    TwitterNER,
-    model_dir,
-    normalize_token,
-    read_conll,
-    tokenize,
-    viterbi_bio,
-    word_shape,
-)
+from nlp_core.offline.twitter_ner.conll import read_conll
+from nlp_core.offline.twitter_ner.evaluate import run
+from nlp_core.offline.twitter_ner.model import TwitterNER
+from nlp_core.offline.twitter_ner.tokens import normalize_token, tokenize, word_shape
+from nlp_core.offline.twitter_ner.train import model_dir
+from nlp_core.offline.twitter_ner.viterbi import viterbi_bio
 
 
 def test_tokenize_keeps_offsets() -> None:
@@ -85,7 +82,7 @@ def test_learns_from_a_small_subset_and_round_trips(shared_data_dir: Path,
     data.write_text("".join("".join(f"{w} {t}\n" for w, t in zip(xs, ys, strict=True)) + "\n"
                             for xs, ys in zip(x[:12], y[:12], strict=True)), encoding="utf-8")
     metrics = run(data, tmp_path / "ner", tmp_path / "report",
-                  Settings(data_dir=shared_data_dir))
+                  workspace(Settings(data_dir=shared_data_dir)))
     expected = conlleval.score(y[:12], loaded.predict(x[:12]))
     assert metrics["f1"] == pytest.approx(expected["f1"], abs=1e-4)
     assert metrics["sentences"] == 12
@@ -105,4 +102,4 @@ def test_unfitted_and_bad_input(tmp_path: Path) -> None:
         TwitterNER().predict([["hi"]])
     with pytest.raises(ValueError):
         TwitterNER().fit([["a"]], [])
-    assert model_dir(Settings(data_dir=tmp_path)) == tmp_path / "models" / "ner"
+    assert model_dir(workspace(Settings(data_dir=tmp_path))) == tmp_path / "models" / "ner"

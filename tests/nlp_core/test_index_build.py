@@ -14,16 +14,16 @@ import numpy as np
 import pytest
 
 from indexes import ThreadIndex, ThreadIndexError, ThreadMeta
-from indexes.builder import build_from_source, iter_source
 from indexes.store import IndexStore
 from nlp_core.encoder import Encoder
+from nlp_core.index_build import build_from_source, iter_source
 
 MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
 _BUILD = """
 import sys
 from pathlib import Path
-from indexes.builder import build_from_source
+from nlp_core.index_build import build_from_source
 from indexes.store import IndexStore
 from nlp_core.encoder import Encoder
 result = build_from_source(Path(sys.argv[1]), IndexStore(Path(sys.argv[2])), Encoder(),
@@ -66,8 +66,8 @@ def test_killed_build_resumes_to_the_same_index(source_tsv: Path, tmp_path: Path
     a, b = ThreadIndex.open(interrupted, MODEL), ThreadIndex.open(straight, MODEL)
     assert len(a) == len(b) == 240
     assert not (interrupted / "build").exists() or not any((interrupted / "build").iterdir())
-    vectors_a = a._index.reconstruct_n(0, 240)
-    vectors_b = b._index.reconstruct_n(0, 240)
+    vectors_a = a.vectors.faiss.reconstruct_n(0, 240)
+    vectors_b = b.vectors.faiss.reconstruct_n(0, 240)
     assert np.allclose(vectors_a, vectors_b, atol=1e-6)
     assert a.metas(list(range(240))) == b.metas(list(range(240)))
     hits_a, hits_b = a.search(vectors_b[:30], 5), b.search(vectors_b[:30], 5)

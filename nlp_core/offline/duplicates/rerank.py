@@ -1,6 +1,6 @@
 """Learning-to-rank re-ranker for duplicate questions.
 
-The bi-encoder's cosine ranks candidate titles; :class:`DuplicateReranker` re-orders each query's
+The bi-encoder's cosine ranks candidate titles; :class:`CandidateReranker` re-orders each query's
 nearest ``depth`` titles with a LightGBM lambdarank model over features of the pair, the corpus
 and a memory of labelled duplicates. It may look through several encoders ("views", e.g. MPNet
 and MiniLM): the first view picks the candidates, and every view adds its own copy of the
@@ -26,12 +26,11 @@ import json
 import random
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from nlp_core.duplicates import TitlePair
+from nlp_core.corpora import TitlePair
 
 #: Feature names, in column order.
 FEATURES = ("cosine", "log_rank", "csls", "query_density", "candidate_density", "memory_size",
@@ -207,7 +206,7 @@ def view_features(contexts: Mapping[str, CorpusContext], query_rows: np.ndarray,
     return features, candidates
 
 
-class DuplicateReranker:
+class CandidateReranker:
     """Re-orders each query's nearest ``depth`` titles with a lambdarank model (see module).
 
     :meth:`fit` takes one vector lookup per view; the views it was fitted on (``views_``) are
@@ -253,7 +252,7 @@ class DuplicateReranker:
         """``view.feature`` for every column the model reads."""
         return [f"{view}.{name}" for view in self.views_ for name in FEATURES]
 
-    def fit(self, pairs: Sequence[TitlePair], vectors_of: ViewLookups) -> DuplicateReranker:
+    def fit(self, pairs: Sequence[TitlePair], vectors_of: ViewLookups) -> CandidateReranker:
         """Learn from labelled pairs; ``vectors_of[view](titles)`` gives their vectors in each
         view (the first view picks the candidates)."""
         import lightgbm
@@ -282,10 +281,8 @@ class DuplicateReranker:
         return self
 
     def remember(self, pairs: Sequence[TitlePair],
-                 vectors_of: ViewLookups) -> DuplicateReranker:
+                 vectors_of: ViewLookups) -> CandidateReranker:
         """Add labelled duplicate pairs to the memory; the learned model is unchanged."""
-        from nlp_core.duplicates import TitlePair
-
         known = set(self.memory_.pairs)
         fresh = [(p.title1, p.title2) for p in pairs
                  if p.duplicate and (p.title1, p.title2) not in known]
@@ -359,11 +356,9 @@ class DuplicateReranker:
             np.save(directory / f"memory-{view}.npy", self.memories_[view].vectors)
 
     @classmethod
-    def load(cls, directory: Path) -> DuplicateReranker:
+    def load(cls, directory: Path) -> CandidateReranker:
         """A re-ranker written by :meth:`save`."""
         import lightgbm
-
-        from nlp_core.duplicates import TitlePair
 
         stored = json.loads((directory / "memory.json").read_text())
         reranker = cls(**stored["params"])

@@ -17,25 +17,22 @@ import time
 from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from nlp_core.duplicates import (
-    Bm25,
-    DuplicateRanker,
-    TitlePair,
-    cache_dir,
-    encode_titles,
-    ranking_metrics,
-    read_pairs,
-    split_pairs,
-    target_ranks,
-)
+from nlp_core.corpora import TitlePair, read_pairs
 from nlp_core.evaluation.report import write_report
-
-if TYPE_CHECKING:
-    from bot.settings import Settings
+from nlp_core.offline.duplicates.lexical import Bm25
+from nlp_core.offline.duplicates.metrics import ranking_metrics, target_ranks
+from nlp_core.offline.duplicates.ranker import (
+    PAIRS_DATASET,
+    DuplicateRanker,
+    encode_titles,
+    load_or_train_duplicates,
+    split_pairs,
+)
+from nlp_core.workspace import Workspace
 
 LATENCY_TEXT = "How do I install the nvidia driver on Ubuntu 14.04?"
 CURVE_KS = (1, 2, 3, 5, 7, 10, 15, 20, 30, 50)
@@ -114,31 +111,28 @@ def _rounded(values: dict[str, float]) -> dict[str, float]:
 
 
 def run(data: Path | None, model_dir: Path | None, out_dir: Path,
-        settings: Settings) -> dict[str, Any]:
+        workspace: Workspace) -> dict[str, Any]:
     """Rank duplicates in ``data`` (default: the held-out 20% of
     ``askubuntu_dups/train_titles.tsv``) with the ranker in ``model_dir`` (default: the shipped
     one, trained now if absent); write the report files into ``out_dir``; return the metrics
     (``hits@1``, ``hits@5``, ``hits@10``, ``mrr``, ``dcg@10``, ``pair_accuracy``, and the same
     for each system under ``systems``)."""
-    from bot.data import require
-    from nlp_core.duplicates import PAIRS_DATASET, load_or_train_duplicates
-
     if data is not None:
         path = data
         pairs = read_pairs(path)
     else:
-        path = require(PAIRS_DATASET, settings)
+        path = workspace.require(PAIRS_DATASET)
         pairs = split_pairs(read_pairs(path))[1]
     if not any(p.duplicate for p in pairs):
         raise ValueError(f"{path}: no duplicate pairs to rank")
-    ranker = DuplicateRanker.load(model_dir).use_settings(settings) if model_dir is not None \
-        else load_or_train_duplicates(settings)
+    ranker = DuplicateRanker.load(model_dir).use_workspace(workspace) if model_dir is not None \
+        else load_or_train_duplicates(workspace)
     titles = sorted({t for p in pairs for t in (p.title1, p.title2)})
     reranker = getattr(ranker, "reranker_", None)
     if data is not None and reranker is not None:
-        _remember_all_pairs(ranker, pairs, settings)
+        _remember_all_pairs(ranker, pairs, workspace)
     started = time.perf_counter()
-    views = ranker.view_vectors(titles, cache_dir(settings), show_progress=True)
+    views = ranker.view_vectors(titles, workspace.embeddings_cache, show_progress=True)
     encode_seconds = time.perf_counter() - started
     raw = views["minilm"]
     shipped = ranker.transform(raw)
@@ -190,23 +184,20 @@ def run(data: Path | None, model_dir: Path | None, out_dir: Path,
 
 
 def _remember_all_pairs(ranker: DuplicateRanker, pairs: Sequence[TitlePair],
-                        settings: Settings) -> None:
+                        workspace: Workspace) -> None:
     """Evaluating a file of its own, the re-ranker may remember every labelled pair we have
     (the held-out split too), except those in the file."""
-    from bot.data import MissingDataError, require
-    from nlp_core.duplicates import PAIRS_DATASET
-
     reranker = ranker.reranker_
     if reranker is None:
         return
     try:
-        path = require(PAIRS_DATASET, settings)
-    except MissingDataError:
+        path = workspace.require(PAIRS_DATASET)
+    except FileNotFoundError:  # the catalogue's "fetch it first" error
         return
     in_file = {(p.title1, p.title2) for p in pairs} | {(p.title2, p.title1) for p in pairs}
     ours = [p for p in read_pairs(path) if (p.title1, p.title2) not in in_file]
     reranker.remember(ours, {
-        view: partial(encode_titles, ranker._encoder(view), cache_dir=cache_dir(settings))
+        view: partial(encode_titles, ranker._encoder(view), cache_dir=workspace.embeddings_cache)
         for view in reranker.views_})
 
 

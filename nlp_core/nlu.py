@@ -1,4 +1,7 @@
-"""The NLU contract between the core and ``nlp_core``: what a message is about."""
+"""The NLU contract: what the NLP pipeline makes of a message (intent, entities, slots...).
+
+It lives with its producer; the bot's router and skills read it.
+"""
 
 from __future__ import annotations
 

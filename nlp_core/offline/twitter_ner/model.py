@@ -1,4 +1,4 @@
-"""Twitter named-entity recognition: a BiLSTM tagger on frozen MiniLM features.
+"""The :class:`TwitterNER` estimator: a BiLSTM tagger on frozen MiniLM features.
 
 The encoder is the packaged all-MiniLM-L6-v2 (uncased BERT, 6 layers), kept frozen: each word's
 first-subword states from layers 3-6 are mixed with learned weights, then joined with a word
@@ -13,176 +13,29 @@ from __future__ import annotations
 
 import json
 import random
-import re
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from bot.core.nlu import Entity
 from nlp_core.ner import conlleval
-
-if TYPE_CHECKING:
-    from bot.settings import Settings
+from nlp_core.nlu import Entity
+from nlp_core.offline.twitter_ner.network import build_tagger
+from nlp_core.offline.twitter_ner.tokens import SHAPE_ID, normalize_token, tokenize, word_shape
+from nlp_core.offline.twitter_ner.viterbi import viterbi_bio
 
 MODEL_NAME = "twitter-ner-minilm"
 MODEL_VERSION = 1
 Progress = Callable[[float, str], None]
 
-# Tweet tokens, in the order a tokenizer must try them (close to the data's own tokenisation).
-_TOKEN_RE = re.compile(
-    r"""(?:https?://|www\.)\S+                     # URLs
-      | [@#]\w+                                    # @user, #hashtag
-      | \d+(?:[.,:/]\d+)+                          # 10,000  3.11  12:30  1/2
-      | \w+(?:['’]\w+)*                            # words, don't, O'Neil
-      | \.\.\.|[!?]+|[^\w\s]                       # punctuation
-    """,
-    re.VERBOSE,
-)
 
-# Word-shape ids added to the input embeddings (0 is for special tokens and padding).
-_SHAPES = ("pad", "lower", "title", "upper", "mixed", "digit", "url", "user", "hashtag", "punct")
-_SHAPE_ID = {name: i for i, name in enumerate(_SHAPES)}
+def _default_encoder_path() -> Path:
+    from nlp_core.encoder import default_model_path
 
-
-def tokenize(text: str) -> list[tuple[str, int, int]]:
-    """Split a tweet into ``(token, start, end)`` with character offsets."""
-    return [(m.group(), m.start(), m.end()) for m in _TOKEN_RE.finditer(text)]
-
-
-def read_conll(path: Path) -> tuple[list[list[str]], list[list[str]]]:
-    """Read ``token<SPACE>tag`` lines with a blank line between sentences."""
-    sentences: list[list[str]] = []
-    tags: list[list[str]] = []
-    words: list[str] = []
-    labels: list[str] = []
-    for raw in path.read_text(encoding="utf-8").splitlines():
-        line = raw.strip()
-        if not line:
-            if words:
-                sentences.append(words)
-                tags.append(labels)
-                words, labels = [], []
-            continue
-        token, _, tag = line.rpartition(" ")
-        if not token:  # a line with a single field: treat as token with tag O
-            token, tag = tag, "O"
-        words.append(token)
-        labels.append(tag)
-    if words:
-        sentences.append(words)
-        tags.append(labels)
-    return sentences, tags
-
-
-def word_shape(token: str) -> str:
-    """The shape class of one token (what casing the uncased encoder cannot see)."""
-    if token.startswith(("http://", "https://", "www.")):
-        return "url"
-    if token.startswith("@") and len(token) > 1:
-        return "user"
-    if token.startswith("#") and len(token) > 1:
-        return "hashtag"
-    letters = [c for c in token if c.isalpha()]
-    if not letters:
-        return "digit" if any(c.isdigit() for c in token) else "punct"
-    if any(c.isdigit() for c in token):
-        return "digit"
-    if all(c.islower() for c in letters):
-        return "lower"
-    if all(c.isupper() for c in letters):
-        return "upper" if len(letters) > 1 else "title"
-    if letters[0].isupper() and all(c.islower() for c in letters[1:]):
-        return "title"
-    return "mixed"
-
-
-def normalize_token(token: str) -> str:
-    """What the encoder reads for a token: short link URLs and @users collapse to placeholders."""
-    if token.startswith(("http://", "https://")):
-        rest = token.split("://", 1)[1]
-        return "url" if "/" in rest.rstrip("/") else rest.rstrip("/")
-    if token.startswith("@") and len(token) > 1:
-        return "@user"
-    return token
-
-
-@lru_cache(maxsize=8)
-def _allowed_transitions(labels: tuple[str, ...]) -> np.ndarray:
-    """``allowed[i, j]``: label j may follow label i under BIO (I-X only after B-X or I-X)."""
-    n = len(labels)
-    allowed = np.ones((n, n), dtype=bool)
-    for j, tag in enumerate(labels):
-        if tag.startswith("I-"):
-            kind = tag[2:]
-            for i, prev in enumerate(labels):
-                allowed[i, j] = prev in (f"B-{kind}", f"I-{kind}")
-    return allowed
-
-
-def viterbi_bio(log_probs: np.ndarray, labels: Sequence[str]) -> list[str]:
-    """The most probable BIO-valid label path for one sentence's (words x labels) log-probs."""
-    if len(log_probs) == 0:
-        return []
-    allowed = _allowed_transitions(tuple(labels))
-    trans = np.where(allowed, 0.0, -1e9)
-    start = np.array([-1e9 if t.startswith("I-") else 0.0 for t in labels])
-    score = start + log_probs[0]
-    back = np.zeros(log_probs.shape, dtype=np.int64)
-    for t in range(1, len(log_probs)):
-        cand = score[:, None] + trans
-        back[t] = cand.argmax(axis=0)
-        score = cand.max(axis=0) + log_probs[t]
-    path = [int(score.argmax())]
-    for t in range(len(log_probs) - 1, 0, -1):
-        path.append(int(back[t, path[-1]]))
-    return [labels[i] for i in reversed(path)]
-
-
-def _build_tagger(n_layers: int, dim: int, n_words: int, n_chars: int, n_labels: int,
-                  hidden: int, dropout: float) -> Any:
-    """The tagger on top of the frozen encoder (a torch Module).
-
-    Per word: a learned mix of the encoder's layers (first subword), a word embedding learned
-    from the training vocabulary, a character CNN and the word shape, fed to a BiLSTM.
-    """
-    import torch
-    from torch import nn
-
-    class EncoderBiLSTMTagger(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.layer_weights = nn.Parameter(torch.zeros(n_layers))
-            self.word_embeddings = nn.Embedding(n_words, 100, padding_idx=0)
-            self.char_embeddings = nn.Embedding(n_chars, 30, padding_idx=0)
-            self.char_cnn = nn.Conv1d(30, 50, kernel_size=3, padding=1)
-            self.shape_embeddings = nn.Embedding(len(_SHAPES), 16)
-            self.dropout = nn.Dropout(dropout)
-            self.lstm = nn.LSTM(dim + 100 + 50 + 16, hidden, batch_first=True,
-                                bidirectional=True)
-            self.classifier = nn.Linear(2 * hidden, n_labels)
-
-        def forward(self, feats: Any, word_ids: Any, char_ids: Any, shape_ids: Any,
-                    lengths: Any) -> Any:
-            batch, words, chars = char_ids.shape
-            mix = torch.softmax(self.layer_weights, dim=0)
-            contextual = (feats.float() * mix[None, None, :, None]).sum(dim=2)
-            c = self.char_embeddings(char_ids.reshape(batch * words, chars)).transpose(1, 2)
-            c = torch.relu(self.char_cnn(c)).max(dim=2).values.reshape(batch, words, -1)
-            x = torch.cat([contextual, self.word_embeddings(word_ids), c,
-                           self.shape_embeddings(shape_ids)], dim=-1)
-            packed = nn.utils.rnn.pack_padded_sequence(
-                self.dropout(x), lengths, batch_first=True, enforce_sorted=False)
-            out, _ = self.lstm(packed)
-            out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True,
-                                                      total_length=words)
-            return self.classifier(self.dropout(out))
-
-    return EncoderBiLSTMTagger()
+    return default_model_path()
 
 
 class TwitterNER:
@@ -193,7 +46,6 @@ class TwitterNER:
     kept and training stops after ``patience`` epochs without gain. ``predict`` tags token lists,
     ``extract`` finds entities with character offsets in raw text.
     """
-
     # Learned state (set by fit/load).
     labels_: list[str]
     label_index_: dict[str, int]
@@ -346,7 +198,7 @@ class TwitterNER:
                 word_ids[i, j] = wid
                 chars = [self.chars_.get(c, 1) for c in word[:char_width]]
                 char_ids[i, j, : len(chars)] = torch.tensor(chars)
-                shape_ids[i, j] = _SHAPE_ID[word_shape(word)]
+                shape_ids[i, j] = SHAPE_ID[word_shape(word)]
                 if tags is not None:
                     labels[i, j] = self.label_index_[tags[i][j]]
         return {"feats": torch.from_numpy(x), "word_ids": word_ids, "char_ids": char_ids,
@@ -404,7 +256,7 @@ class TwitterNER:
         self.chars_ = {c: i + 2 for i, c in enumerate(sorted(
             c for c, k in char_counts.items() if k >= 2))}
         dim = train_feats[0].shape[-1]
-        self.network_ = _build_tagger(len(self.layers), dim, len(self.vocab_) + 2,
+        self.network_ = build_tagger(len(self.layers), dim, len(self.vocab_) + 2,
                                       len(self.chars_) + 2, len(self.labels_), self.hidden,
                                       self.dropout)
         net = self.network_
@@ -556,7 +408,7 @@ class TwitterNER:
         model._load_encoder()
         state = torch.load(directory / "tagger.pt", map_location="cpu", weights_only=True)
         dim = int(state["lstm.weight_ih_l0"].shape[1]) - 100 - 50 - 16
-        net = _build_tagger(len(model.layers), dim, len(model.vocab_) + 2,
+        net = build_tagger(len(model.layers), dim, len(model.vocab_) + 2,
                             len(model.chars_) + 2, len(model.labels_), model.hidden,
                             model.dropout)
         net.load_state_dict(state)
@@ -574,50 +426,3 @@ class TwitterNER:
             "encoder_path", "layers", "epochs", "patience", "learning_rate", "batch_size",
             "hidden", "dropout", "word_dropout", "min_word_count", "dev_fraction", "seed",
             "threads", "cache_dir")}
-
-
-def _default_encoder_path() -> Path:
-    from nlp_core.encoder import default_model_path
-
-    return default_model_path()
-
-
-def model_dir(settings: Settings) -> Path:
-    """Where the trained Twitter NER model lives: ``<data_dir>/models/ner``."""
-    return settings.data_dir / "models" / "ner"
-
-
-def train_ner(settings: Settings, progress: Progress | None = None,
-              **params: Any) -> TwitterNER:
-    """Train on ``twitter_ner/train.txt`` (own dev split for early stopping), score on
-    ``validation.txt`` and save under ``<data_dir>/models/ner``.
-
-    ``params`` go to :class:`TwitterNER`; encoder features are cached under
-    ``<data_dir>/cache/ner`` unless ``cache_dir`` says otherwise."""
-    from bot.data import require
-
-    x, y = read_conll(require("twitter_ner/train.txt", settings))
-    params.setdefault("cache_dir", settings.data_dir / "cache" / "ner")
-    model = TwitterNER(**params).fit(x, y, progress=progress)
-    metrics: dict[str, Any] = {"dev_f1": model.dev_f1_}
-    try:
-        vx, vy = read_conll(require("twitter_ner/validation.txt", settings))
-    except FileNotFoundError:
-        pass
-    else:
-        result = conlleval.score(vy, model.predict(vx))
-        metrics["validation"] = {k: result[k] for k in ("precision", "recall", "f1")}
-    model.metrics_ = metrics
-    model.save(model_dir(settings), metrics=metrics)
-    return model
-
-
-def load_or_train_ner(settings: Settings, progress: Progress | None = None) -> TwitterNER:
-    """The saved model from ``<data_dir>/models/ner``, training it first if absent or stale."""
-    directory = model_dir(settings)
-    if (directory / "model.json").is_file():
-        try:
-            return TwitterNER.load(directory)
-        except (ValueError, KeyError, OSError, RuntimeError):
-            pass  # an incompatible or broken artefact: retrain
-    return train_ner(settings, progress=progress)

@@ -9,22 +9,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bot.app import workspace
 from bot.settings import Settings
-from nlp_core.duplicates import (
-    Bm25,
-    DuplicateRanker,
-    TitlePair,
+from nlp_core.corpora import TitlePair, read_pairs
+from nlp_core.encoder import Encoder
+from nlp_core.offline.duplicates.lexical import Bm25, lexical_tokens
+from nlp_core.offline.duplicates.metrics import (
     best_threshold,
     dcg_at_k,
     hits_at_k,
-    lexical_tokens,
     mean_reciprocal_rank,
     ranking_metrics,
-    read_pairs,
-    split_pairs,
     target_ranks,
 )
-from nlp_core.encoder import Encoder
+from nlp_core.offline.duplicates.ranker import DuplicateRanker, split_pairs
 
 
 def test_metrics_on_hand_made_ranks() -> None:
@@ -135,7 +133,7 @@ def test_eval_run_writes_report(encoder: Encoder, mpnet_encoder: Encoder,
                                 mpnet_models_dir: Path,
                                 real_pairs: tuple[list[TitlePair], list[TitlePair]],
                                 tmp_path: Path) -> None:
-    from nlp_core.evaluation.duplicates import run
+    from nlp_core.offline.duplicates.evaluate import run
     from tests.support.models import link_mpnet
 
     train, held = real_pairs
@@ -146,7 +144,8 @@ def test_eval_run_writes_report(encoder: Encoder, mpnet_encoder: Encoder,
     data.write_text("".join(
         f"{'duplicate' if p.duplicate else 'non-duplicate'}\t{p.title1}\t{p.title2}\n"
         for p in held), encoding="utf-8")
-    metrics = run(data, tmp_path / "model", tmp_path / "out", Settings(data_dir=tmp_path / "d"))
+    metrics = run(data, tmp_path / "model", tmp_path / "out",
+                  workspace(Settings(data_dir=tmp_path / "d")))
     assert metrics["duplicate_pairs"] == sum(p.duplicate for p in held)
     for name in ("shipped", "adapter", "minilm_zero_shot", "mpnet_zero_shot", "bm25"):
         system = metrics["systems"][name]
@@ -164,7 +163,7 @@ def test_eval_run_writes_report(encoder: Encoder, mpnet_encoder: Encoder,
 def test_a_file_of_its_own_is_ranked_with_all_our_pairs_but_its_own(
         encoder: Encoder, mpnet_encoder: Encoder,
         real_pairs: tuple[list[TitlePair], list[TitlePair]], tmp_path: Path) -> None:
-    from nlp_core.evaluation.duplicates import _remember_all_pairs
+    from nlp_core.offline.duplicates.evaluate import _remember_all_pairs
 
     train, held = real_pairs
     ranker = DuplicateRanker(epochs=1).set_encoder(encoder).set_encoder(mpnet_encoder, "mpnet") \
@@ -178,7 +177,7 @@ def test_a_file_of_its_own_is_ranked_with_all_our_pairs_but_its_own(
     path.parent.mkdir(parents=True)
     path.write_text("".join(f"{'duplicate' if p.duplicate else 'non-duplicate'}\t{p.title1}\t"
                             f"{p.title2}\n" for p in [*ours, shared]), encoding="utf-8")
-    _remember_all_pairs(ranker, the_file, Settings(data_dir=tmp_path / "d"))
+    _remember_all_pairs(ranker, the_file, workspace(Settings(data_dir=tmp_path / "d")))
     memory = set(ranker.reranker_.memory_.pairs)
     assert memory == known | {(p.title1, p.title2) for p in ours if p.duplicate}
     assert (shared.title1, shared.title2) not in memory

@@ -1,33 +1,32 @@
-"""Duplicate-question ranking: title pairs, ranking metrics, BM25 and :class:`DuplicateRanker`.
+"""The :class:`DuplicateRanker`, its held-out split and its training entry points.
 
 The ranker embeds titles with the MiniLM :class:`~nlp_core.encoder.Encoder`, passes the vectors
 through a linear adapter learned on labelled duplicate pairs (a contrastive loss on frozen
 embeddings: seconds on a CPU, where fine-tuning the transformer takes the better part of an hour),
 and may add a weighted BM25 score. It also learns the cosine threshold that best separates
 duplicate from non-duplicate pairs. For ranking within a corpus, a learned re-ranker
-(:mod:`nlp_core.rerank`) re-orders each query's nearest titles, looking through all-mpnet-base-v2
-as well as MiniLM.
+(:mod:`nlp_core.offline.duplicates.rerank`) re-orders each query's nearest titles, looking
+through all-mpnet-base-v2 as well as MiniLM.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import random
-import re
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from bot.settings import Settings
-
-if TYPE_CHECKING:
-    from nlp_core.rerank import DuplicateReranker
+from nlp_core.corpora import TitlePair, read_pairs
+from nlp_core.encoder import Encoder, packaged_encoder
+from nlp_core.offline.duplicates.lexical import Bm25
+from nlp_core.offline.duplicates.metrics import best_threshold
+from nlp_core.offline.duplicates.rerank import CandidateReranker, lookup_rows
+from nlp_core.workspace import Workspace
 
 #: Seed of the held-out split carved from ``askubuntu_dups/train_titles.tsv``.
 SPLIT_SEED = 20261125
@@ -40,38 +39,6 @@ PAIRS_DATASET = "askubuntu_dups/train_titles.tsv"
 Progress = Callable[[float, str], None]
 
 
-# --- data -----------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class TitlePair:
-    """Two question titles and whether one is a duplicate of the other."""
-
-    duplicate: bool
-    title1: str
-    title2: str
-
-
-def read_pairs(path: Path) -> list[TitlePair]:
-    """Pairs from a ``label<TAB>title1<TAB>title2`` file (label ``duplicate|non-duplicate``)."""
-    pairs: list[TitlePair] = []
-    with path.open(encoding="utf-8", newline="") as handle:
-        rows = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
-        try:
-            for number, row in enumerate(rows, start=1):
-                if not row or not "".join(row).strip():
-                    continue
-                if len(row) < 3:
-                    raise ValueError(f"{path}:{number}: expected label, title1, title2")
-                label = row[0].strip().lower()
-                if label not in {"duplicate", "non-duplicate"}:
-                    if number == 1:  # a header line
-                        continue
-                    raise ValueError(f"{path}:{number}: unknown label {row[0]!r}")
-                pairs.append(TitlePair(label == "duplicate", row[1], row[2]))
-        except UnicodeDecodeError as error:
-            raise ValueError(f"{path}: not UTF-8 text ({error.reason})") from None
-    return pairs
-
-
 def split_pairs(pairs: Sequence[TitlePair], holdout: float = HOLDOUT_FRACTION,
                 seed: int = SPLIT_SEED) -> tuple[list[TitlePair], list[TitlePair]]:
     """``(train, held_out)``: a seeded random split of the pairs."""
@@ -81,118 +48,6 @@ def split_pairs(pairs: Sequence[TitlePair], holdout: float = HOLDOUT_FRACTION,
     return [pairs[i] for i in order[cut:]], [pairs[i] for i in order[:cut]]
 
 
-# --- metrics --------------------------------------------------------------------------------
-def hits_at_k(ranks: Sequence[int] | np.ndarray, k: int) -> float:
-    """Share of queries whose relevant item is ranked ``k`` or better (ranks start at 1)."""
-    array = np.asarray(ranks)
-    return float((array <= k).mean()) if len(array) else 0.0
-
-
-def mean_reciprocal_rank(ranks: Sequence[int] | np.ndarray) -> float:
-    """Mean of ``1 / rank``."""
-    array = np.asarray(ranks, dtype=np.float64)
-    return float((1.0 / array).mean()) if len(array) else 0.0
-
-
-def dcg_at_k(ranks: Sequence[int] | np.ndarray, k: int = 10) -> float:
-    """Mean DCG@k with one relevant item per query: ``1 / log2(1 + rank)`` if ``rank <= k``."""
-    array = np.asarray(ranks, dtype=np.float64)
-    if not len(array):
-        return 0.0
-    gains = np.where(array <= k, 1.0 / np.log2(1.0 + array), 0.0)
-    return float(gains.mean())
-
-
-def ranking_metrics(ranks: Sequence[int] | np.ndarray) -> dict[str, float]:
-    """Hits@1/5/10, MRR and DCG@10 of 1-based ranks."""
-    return {
-        "hits@1": hits_at_k(ranks, 1), "hits@5": hits_at_k(ranks, 5),
-        "hits@10": hits_at_k(ranks, 10), "mrr": mean_reciprocal_rank(ranks),
-        "dcg@10": dcg_at_k(ranks, 10),
-    }
-
-
-def target_ranks(scores: np.ndarray, targets: np.ndarray,
-                 exclude: np.ndarray | None = None) -> np.ndarray:
-    """1-based rank of column ``targets[i]`` in row ``i`` of ``scores`` (ties count against it).
-
-    ``exclude[i]`` is a column left out of row ``i`` (the query itself).
-    """
-    matrix = np.array(scores, dtype=np.float64, copy=True)
-    rows = np.arange(len(matrix))
-    if exclude is not None:
-        matrix[rows, exclude] = -np.inf
-    target_scores = matrix[rows, targets]
-    return 1 + (matrix > target_scores[:, None]).sum(axis=1) + \
-        (matrix == target_scores[:, None]).sum(axis=1) - 1
-
-
-def best_threshold(similarities: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
-    """``(threshold, accuracy)`` maximising pair accuracy of ``similarity >= threshold``."""
-    order = np.argsort(-similarities)
-    sims, ys = similarities[order], labels[order].astype(np.int64)
-    # predicting the first i pairs duplicate: correct = positives among them + negatives after.
-    pos_prefix = np.concatenate([[0], np.cumsum(ys)])
-    neg_total = int(len(ys) - ys.sum())
-    neg_prefix = np.concatenate([[0], np.cumsum(1 - ys)])
-    correct = pos_prefix + (neg_total - neg_prefix)
-    best = int(np.argmax(correct))
-    if best == 0:
-        threshold = float(sims[0]) + 1e-6
-    elif best == len(sims):
-        threshold = float(sims[-1])
-    else:
-        threshold = float((sims[best - 1] + sims[best]) / 2)
-    return threshold, float(correct[best] / len(ys))
-
-
-# --- lexical scoring ------------------------------------------------------------------------
-_WORD = re.compile(r"[a-z0-9_]+(?:[.+#][a-z0-9_+#]+)*[#+]*")
-
-
-def lexical_tokens(text: str) -> list[str]:
-    """Lower-cased word tokens (``c++``, ``node.js``, ``12.04`` kept whole) minus stop words."""
-    from nlp_core.text import STOPWORDS
-
-    return [t for t in _WORD.findall(text.lower()) if t not in STOPWORDS]
-
-
-class Bm25:
-    """BM25 (``bm25s``) over a fixed list of texts; scores whole rows or returns the top k."""
-
-    def fit(self, texts: Sequence[str]) -> Bm25:
-        import bm25s
-
-        self.n_docs_ = len(texts)
-        self.model_ = bm25s.BM25()
-        self.model_.index([lexical_tokens(t) or ["__empty__"] for t in texts],
-                          show_progress=False)
-        return self
-
-    def scores(self, queries: Sequence[str]) -> np.ndarray:
-        """``(len(queries), n_docs)`` BM25 scores."""
-        out = np.zeros((len(queries), self.n_docs_), dtype=np.float32)
-        vocab = self.model_.vocab_dict
-        for i, query in enumerate(queries):
-            tokens = [t for t in lexical_tokens(query) if t in vocab]
-            if tokens:
-                out[i] = self.model_.get_scores(tokens)
-        return out
-
-    def top_k(self, query: str, k: int,
-              mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """``(rows, scores)`` of the ``k`` best documents (``mask``: 1 where allowed)."""
-        scores = self.scores([query])[0]
-        if mask is not None:
-            scores = np.where(mask > 0, scores, 0.0)
-        k = min(k, len(scores))
-        rows = np.argpartition(-scores, k - 1)[:k] if k else np.zeros(0, dtype=np.int64)
-        rows = rows[np.argsort(-scores[rows])]
-        keep = scores[rows] > 0
-        return rows[keep], scores[rows][keep]
-
-
-# --- the ranker -----------------------------------------------------------------------------
 def _normalise(matrix: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(matrix, axis=1, keepdims=True)
     norms[norms == 0] = 1.0
@@ -220,9 +75,9 @@ class DuplicateRanker:
     ``adapter``: learn a linear map of the frozen MiniLM embeddings from the duplicate pairs
     (in-batch and mined hard negatives, both directions). ``bm25_weight``: weight of min-max
     normalised BM25 in a convex combination with the (min-max normalised) cosine; 0 turns it off.
-    ``rerank``: also fit a :class:`~nlp_core.rerank.DuplicateReranker` on the raw vectors of
-    the packaged encoders named in ``rerank_views`` (the first picks the candidates), used by
-    :meth:`corpus_scorer`.
+    ``rerank``: also fit a :class:`~nlp_core.offline.duplicates.rerank.CandidateReranker` on
+    the raw vectors of the packaged encoders named in ``rerank_views`` (the first picks the
+    candidates), used by :meth:`corpus_scorer`.
     """
 
     adapter_: np.ndarray | None
@@ -232,7 +87,7 @@ class DuplicateRanker:
     train_accuracy_: float
     fit_seconds_: float
     stamp_: dict[str, Any]
-    reranker_: DuplicateReranker | None
+    reranker_: CandidateReranker | None
 
     def __init__(self, model_path: Path | str | None = None, *, adapter: bool = True,
                  epochs: int = 3, learning_rate: float = 1e-3, batch_size: int = 256,
@@ -256,10 +111,10 @@ class DuplicateRanker:
     def _encoder(self, view: str = "minilm") -> Any:
         """The encoder of a view; ``minilm`` (the adapter's) is the one at ``model_path``."""
         if view not in self._encoders:
-            from nlp_core.encoder import Encoder, packaged_encoder
+            if view != "minilm":
+                raise ValueError(f"no encoder for the {view} view: call use_workspace first")
 
-            self._encoders[view] = Encoder(self.model_path) if view == "minilm" \
-                else packaged_encoder(view)
+            self._encoders[view] = Encoder(self.model_path)
         return self._encoders[view]
 
     def set_encoder(self, encoder: Any, view: str = "minilm") -> DuplicateRanker:
@@ -268,14 +123,12 @@ class DuplicateRanker:
         self._encoders[view] = encoder
         return self
 
-    def use_settings(self, settings: Settings) -> DuplicateRanker:
+    def use_workspace(self, workspace: Workspace) -> DuplicateRanker:
         """Take the packaged encoders of the re-ranker's views (all but ``minilm``) from
-        ``settings``' data dir and backend, unless already set."""
-        from nlp_core.encoder import packaged_encoder
-
+        the workspace's data dir and backend, unless already set."""
         for view in self._views():
             if view != "minilm" and view not in self._encoders:
-                self._encoders[view] = packaged_encoder(view, settings)
+                self._encoders[view] = packaged_encoder(view, workspace)
         return self
 
     def _views(self) -> tuple[str, ...]:
@@ -352,9 +205,8 @@ class DuplicateRanker:
             views = self.view_vectors(titles, cache_dir, raw, show_progress=progress is not None)
             if progress:
                 progress(0.8, "training the re-ranker")
-            from nlp_core.rerank import DuplicateReranker, lookup_rows
 
-            self.reranker_ = DuplicateReranker(seed=self.seed).fit(pairs, {
+            self.reranker_ = CandidateReranker(seed=self.seed).fit(pairs, {
                 view: lookup_rows(views[view], position) for view in self.rerank_views})
         self.fit_seconds_ = time.perf_counter() - started
         if progress:
@@ -510,9 +362,7 @@ class DuplicateRanker:
         ranker.adapter_digest_ = stamp.get("adapter_digest")
         reranker_dir = directory / "reranker"
         if (reranker_dir / "model.txt").is_file():
-            from nlp_core.rerank import DuplicateReranker
-
-            ranker.reranker_ = DuplicateReranker.load(reranker_dir)
+            ranker.reranker_ = CandidateReranker.load(reranker_dir)
         else:
             ranker.reranker_ = None
         ranker.threshold_ = float(stamp["threshold"])
@@ -523,37 +373,35 @@ class DuplicateRanker:
         return ranker
 
 
-# --- training entry points ------------------------------------------------------------------
-def model_dir(settings: Settings) -> Path:
+def model_dir(workspace: Workspace) -> Path:
     """Where the shipped duplicate ranker lives."""
-    return settings.data_dir / "models" / MODEL_DIRNAME
+    return workspace.data_dir / "models" / MODEL_DIRNAME
 
 
-def cache_dir(settings: Settings) -> Path:
+def cache_dir(workspace: Workspace) -> Path:
     """Embedding cache shared by training, evaluation and index builds."""
-    return settings.data_dir / "cache" / "embeddings"
+    return workspace.data_dir / "cache" / "embeddings"
 
 
-def train_duplicates(settings: Settings, progress: Progress | None = None) -> DuplicateRanker:
+def train_duplicates(workspace: Workspace, progress: Progress | None = None) -> DuplicateRanker:
     """Fit the shipped ranker on the training part of the AskUbuntu pairs and save it.
 
     The held-out part (``split_pairs`` with the fixed seed) is never seen, so
     ``amlbot eval duplicates`` measures it honestly.
     """
-    from bot.data import require
 
-    pairs = read_pairs(require(PAIRS_DATASET, settings))
+    pairs = read_pairs(workspace.require(PAIRS_DATASET))
     train, _held_out = split_pairs(pairs)
-    ranker = DuplicateRanker().use_settings(settings).fit(
-        train, cache_dir=cache_dir(settings), progress=progress)
-    ranker.save(model_dir(settings), {"train_pairs": len(train)})
+    ranker = DuplicateRanker().use_workspace(workspace).fit(
+        train, cache_dir=workspace.embeddings_cache, progress=progress)
+    ranker.save(model_dir(workspace), {"train_pairs": len(train)})
     return ranker
 
 
-def load_or_train_duplicates(settings: Settings,
+def load_or_train_duplicates(workspace: Workspace,
                              progress: Progress | None = None) -> DuplicateRanker:
     """The saved ranker, trained first if missing or stale."""
     try:
-        return DuplicateRanker.load(model_dir(settings)).use_settings(settings)
+        return DuplicateRanker.load(model_dir(workspace)).use_workspace(workspace)
     except FileNotFoundError:
-        return train_duplicates(settings, progress)
+        return train_duplicates(workspace, progress)

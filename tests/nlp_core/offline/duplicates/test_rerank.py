@@ -7,14 +7,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nlp_core.duplicates import TitlePair, ranking_metrics
-from nlp_core.evaluation.duplicates import ranks_for
-from nlp_core.rerank import (
+from nlp_core.corpora import TitlePair
+from nlp_core.offline.duplicates.evaluate import ranks_for
+from nlp_core.offline.duplicates.metrics import ranking_metrics
+from nlp_core.offline.duplicates.rerank import (
     FEATURES,
     RERANKED_OFFSET,
+    CandidateReranker,
     CorpusContext,
     DuplicateMemory,
-    DuplicateReranker,
     candidate_features,
     nearest_candidates,
     neighbour_density,
@@ -104,7 +105,7 @@ def test_reranker_learns_to_use_the_memory(tmp_path: Path) -> None:
     # train and test share the canonical questions, not the duplicates (as on AskUbuntu)
     train = [p for p in pairs if not p.duplicate or int(p.title2.rsplit("-", 1)[1]) < 4]
     test = [p for p in pairs if p.duplicate and int(p.title2.rsplit("-", 1)[1]) >= 4]
-    reranker = DuplicateReranker(depth=20, rounds=60, min_child_samples=10).fit(
+    reranker = CandidateReranker(depth=20, rounds=60, min_child_samples=10).fit(
         train, {"v": lookup})
     assert reranker.train_groups_ > 0
     titles = sorted({t for p in test for t in (p.title1, p.title2)})
@@ -118,7 +119,7 @@ def test_reranker_learns_to_use_the_memory(tmp_path: Path) -> None:
     reranker.save(tmp_path / "rr")
     assert {p.name for p in (tmp_path / "rr").iterdir()} == \
         {"model.txt", "memory.json", "memory-v.npy"}
-    loaded = DuplicateReranker.load(tmp_path / "rr")
+    loaded = CandidateReranker.load(tmp_path / "rr")
     rows = np.arange(5)
     assert np.allclose(loaded.scorer(titles, {"v": lookup(titles)})(rows),
                        reranker.scorer(titles, {"v": lookup(titles)})(rows), atol=1e-6)
@@ -146,11 +147,11 @@ def test_a_second_view_adds_its_own_features(tmp_path: Path) -> None:
     titles = sorted({t for p in test for t in (p.title1, p.title2)})
     vectors = {name: lookup(titles) for name, lookup in lookups.items()}
     params = {"depth": 20, "rounds": 60, "min_child_samples": 10}
-    both = DuplicateReranker(**params).fit(train, lookups)
+    both = CandidateReranker(**params).fit(train, lookups)
     assert both.views_ == ("a", "b")
     assert both.feature_names_[:2] == ["a.cosine", "a.log_rank"]
     assert len(both.feature_names_) == 2 * len(FEATURES)
-    one = DuplicateReranker(**params).fit(train, {"a": lookups["a"]})
+    one = CandidateReranker(**params).fit(train, {"a": lookups["a"]})
     mrr_both = ranking_metrics(ranks_for(test, titles, both.scorer(titles, vectors)))["mrr"]
     mrr_one = ranking_metrics(ranks_for(test, titles, one.scorer(titles, vectors)))["mrr"]
     assert mrr_both > mrr_one
@@ -162,7 +163,7 @@ def test_a_second_view_adds_its_own_features(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="views"):
         both.scorer(titles, {"a": vectors["a"]})
     both.save(tmp_path / "rr")
-    loaded = DuplicateReranker.load(tmp_path / "rr")
+    loaded = CandidateReranker.load(tmp_path / "rr")
     assert loaded.views_ == ("a", "b")
     assert np.allclose(loaded.scorer(titles, vectors)(np.arange(4)),
                        both.scorer(titles, vectors)(np.arange(4)), atol=1e-6)
@@ -171,7 +172,7 @@ def test_a_second_view_adds_its_own_features(tmp_path: Path) -> None:
 def test_scores_keep_the_cosine_order_beyond_the_reranked_depth() -> None:
     pairs, table = _clusters(1, n_canonical=30, duplicates=3)
     lookup = _lookup(table)
-    reranker = DuplicateReranker(depth=5, rounds=10, min_child_samples=5).fit(
+    reranker = CandidateReranker(depth=5, rounds=10, min_child_samples=5).fit(
         pairs, {"v": lookup})
     titles = sorted(table)
     vectors = lookup(titles)
@@ -191,7 +192,7 @@ def test_scores_keep_the_cosine_order_beyond_the_reranked_depth() -> None:
 def test_reranker_needs_duplicates() -> None:
     table = {"a": _unit([1, 0]), "b": _unit([0, 1])}
     with pytest.raises(ValueError, match="no duplicate pairs"):
-        DuplicateReranker().fit([TitlePair(False, "a", "b")], {"v": _lookup(table)})
+        CandidateReranker().fit([TitlePair(False, "a", "b")], {"v": _lookup(table)})
 
 
 def test_remember_adds_pairs_and_keeps_the_model(tmp_path: Path) -> None:
@@ -199,7 +200,7 @@ def test_remember_adds_pairs_and_keeps_the_model(tmp_path: Path) -> None:
     lookup = _lookup(table)
     first = [p for p in pairs if not p.duplicate or p.title2.endswith(("-0", "-1"))]
     later = [p for p in pairs if p.duplicate and p.title2.endswith(("-2", "-3"))]
-    reranker = DuplicateReranker(depth=10, rounds=20, min_child_samples=5).fit(
+    reranker = CandidateReranker(depth=10, rounds=20, min_child_samples=5).fit(
         first, {"v": lookup})
     model = reranker.booster_.model_to_string()
     before = len(reranker.memory_)
