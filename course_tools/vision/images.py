@@ -29,7 +29,7 @@ MAX_BYTES = 50 * 1024 * 1024
 #: Refuse images whose shorter side is below this.
 MIN_SIDE = 16
 #: Container formats Pillow may open (PPM covers ORL's PGM files).
-FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "PPM", "TIFF", "MPO")
+FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "PPM", "TIFF")
 
 
 @dataclass(frozen=True)

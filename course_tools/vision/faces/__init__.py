@@ -2,7 +2,8 @@
 
 The course "Deep Learning in Computer Vision" ends with a face detection and recognition
 system; this is it over dlib: HOG (or CNN, or OpenCV Haar) detection, 5-point alignment, the
-ResNet 128-d encoder with test-time flip, and per-chat open-set matching (see ``gallery``).
+ResNet 128-d encoder, and per-chat open-set matching with a threshold tuned for "unknown"
+(see ``gallery``).
 ``evaluate`` measures it on ORL faces and ``bench`` times it; dlib and OpenCV are imported only
 when a command runs.
 """

@@ -47,7 +47,7 @@ class PhotoParams(FacesParams):
     """How a photo is searched for faces."""
 
     detector: Detector = Field(default="hog", description="hog (dlib, default), cnn (dlib "
-                               "MMOD: slower, finds turned faces) or haar (OpenCV)")
+                               "MMOD: finds turned faces, takes seconds) or haar (OpenCV)")
     upsample: int = Field(default=1, ge=0, le=2, description="double the photo this many "
                           "times before detecting (finds smaller faces, costs time)")
     max_side: int = Field(default=1024, ge=160, le=2048, description="the photo is "

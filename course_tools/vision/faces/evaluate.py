@@ -7,9 +7,13 @@ failing that a fixed box in the middle of the crop (the counts are reported).
 
 The identities are split once (by ``seed``) into validation and test people. The choices (test
 time flip or not; nearest, centroid or mixed scoring; the "unknown" threshold) are compared on
-the validation people only; the test people give the reported figures, for the tool's own
-configuration and for plain dlib (one embedding per image, 1-NN, dlib's 0.6 threshold, and a
-crop where HOG finds no face counts as a miss):
+the validation people only, in the open-set protocol below pooled over 1, 2, 3 and 5 enrolled
+images (chats enrol few): each candidate gets its best threshold, and the cheapest candidate
+within ``VAL_TOLERANCE`` of the best balanced accuracy wins. The tool's constants
+(``TEST_TIME_FLIP``, ``DEFAULT_SCORING``, ``DEFAULT_THRESHOLD``) are that choice for seed 0.
+The test people give the reported figures, for the tool's own configuration and for plain
+dlib (one embedding per image, 1-NN, dlib's 0.6 threshold, and a crop where HOG finds no face
+counts as a miss):
 
 * identification accuracy: ``enrolled`` images per person enrolled, the rest as probes, with all
   ``people`` identities in the gallery (so validation people are distractors), probes from the
@@ -36,7 +40,7 @@ from course_tools.base import ToolContext, ToolInputError, ToolResult
 from course_tools.plots import figure_png, new_figure
 from course_tools.vision.faces.commands import FacesParams
 from course_tools.vision.faces.engine import (
-    ENCODER_TAG,
+    TEST_TIME_FLIP,
     best_single_face,
     encode_chips,
     face_chips,
@@ -53,11 +57,16 @@ ORL_PEOPLE = 40
 ORL_IMAGES = 10
 DLIB_THRESHOLD = 0.6
 THRESHOLD_GRID = np.round(np.arange(0.30, 0.70001, 0.005), 3)
+#: What a cached file of ORL embeddings holds (both with and without test-time flip).
+CACHE_TAG = "dlib-resnet-v1/5pt-chip150 plain+flip"
 #: Enrolled images per person over which validation tunes the threshold (chats enrol few).
 VAL_ENROLLED = (1, 2, 3, 5)
 #: The tool's own configuration (see ``engine`` and ``gallery``).
-TOOL = f"flip/{DEFAULT_SCORING}"
-#: Candidates compared on validation, cheapest first (a tie keeps the cheaper one).
+TOOL = f"{'flip' if TEST_TIME_FLIP else 'plain'}/{DEFAULT_SCORING}"
+#: Validation differences below this (one decision in a thousand) are noise on 16 people: the
+#: cheapest candidate within it of the best is chosen.
+VAL_TOLERANCE = 0.001
+#: Candidates compared on validation, cheapest first.
 CANDIDATES: tuple[tuple[bool, Scoring], ...] = (
     (False, "nearest"), (False, "centroid"), (False, "mix"),
     (True, "nearest"), (True, "centroid"), (True, "mix"),
@@ -70,7 +79,7 @@ class EvaluateParams(FacesParams):
     dataset: Literal["orl"] = Field(default="orl", description="face dataset (ORL / AT&T)")
     enrolled: int = Field(default=5, ge=1, le=9, description="images enrolled per person "
                           "(the rest are probes)")
-    people: int = Field(default=ORL_PEOPLE, ge=12, le=ORL_PEOPLE, description="ORL identities "
+    people: int = Field(default=ORL_PEOPLE, ge=8, le=ORL_PEOPLE, description="ORL identities "
                         "used (fewer: a quicker check)")
     val_identities: int = Field(default=16, ge=4, le=28, description="identities kept for "
                                 "tuning (validation); the rest are the test")
@@ -148,7 +157,7 @@ def cached_embeddings(ctx: ToolContext, images: Sequence[np.ndarray], *, people:
     if use_cache and path.is_file():
         try:
             with np.load(path, allow_pickle=False) as saved:
-                if (str(saved["encoder"]) == ENCODER_TAG and len(saved["how"]) == len(images)):
+                if str(saved["encoder"]) == CACHE_TAG and len(saved["how"]) == len(images):
                     return Embedded(saved["flip"], saved["plain"],
                                     tuple(str(h) for h in saved["how"]))
         except (OSError, KeyError, ValueError):
@@ -156,7 +165,7 @@ def cached_embeddings(ctx: ToolContext, images: Sequence[np.ndarray], *, people:
     embedded = embed_crops(images, upsample=upsample, threads=threads,
                            report=lambda f, d: ctx.report(0.02 + 0.85 * f, d))
     np.savez(path, flip=embedded.flip, plain=embedded.plain, how=np.array(embedded.how),
-             encoder=np.array(ENCODER_TAG))
+             encoder=np.array(CACHE_TAG))
     return embedded
 
 
@@ -285,7 +294,7 @@ def verification(X: np.ndarray, labels: np.ndarray, ids: Sequence[int],
 def _plot(ours: Verification, base: Verification, threshold: float) -> bytes:
     fig = new_figure(10, 4)
     ax = fig.add_subplot(1, 2, 1)
-    for name, v in (("amlbot (flip)", ours), ("plain dlib", base)):
+    for name, v in ((f"amlbot ({TOOL})", ours), ("plain dlib", base)):
         ax.plot(np.maximum(v.fpr, 1e-5), v.tpr, label=f"{name}: AUC {v.auc:.4f}, "
                 f"EER {v.eer:.3f}")
     ax.set_xscale("log")
@@ -310,9 +319,9 @@ def evaluate_faces(ctx: ToolContext) -> ToolResult:
     """Measure the tool's recognition on ORL (see the module docstring for the protocol)."""
     p = ctx.params
     assert isinstance(p, EvaluateParams)
-    if p.val_identities > p.people - 6:
+    if p.val_identities > p.people - 4:
         raise ToolInputError(f"val_identities={p.val_identities} leaves too few test people "
-                             f"out of {p.people}; use at most {p.people - 6}.")
+                             f"out of {p.people}; use at most {p.people - 4}.")
     start = time.perf_counter()
     ctx.report(0.01, "loading ORL")
     images, labels = load_orl(p.people)
@@ -339,20 +348,23 @@ def evaluate_faces(ctx: ToolContext) -> ToolResult:
         threshold, balanced = tune_threshold(pooled)
         validation[f"{'flip' if flip else 'plain'}/{scoring}"] = {
             "threshold": threshold, "balanced_accuracy": balanced}
-    best = max(validation, key=lambda name: validation[name]["balanced_accuracy"])
+    top = max(v["balanced_accuracy"] for v in validation.values())
+    best = next(name for name, v in validation.items()
+                if v["balanced_accuracy"] >= top - VAL_TOLERANCE)
+    ours = embedded.flip if TEST_TIME_FLIP else embedded.plain
 
     detected = embedded.detected
-    ours_v = verification(embedded.flip, labels, test_ids)
+    ours_v = verification(ours, labels, test_ids)
     base_v = verification(embedded.plain, labels, test_ids, usable=detected)
-    acceptance, rejection = mean_rates(trials(test_ids, True, DEFAULT_SCORING, k),
-                                       DEFAULT_THRESHOLD)
-    acceptance_1, rejection_1 = mean_rates(trials(test_ids, True, DEFAULT_SCORING, 1),
-                                           DEFAULT_THRESHOLD)
+    acceptance, rejection = mean_rates(
+        trials(test_ids, TEST_TIME_FLIP, DEFAULT_SCORING, k), DEFAULT_THRESHOLD)
+    acceptance_1, rejection_1 = mean_rates(
+        trials(test_ids, TEST_TIME_FLIP, DEFAULT_SCORING, 1), DEFAULT_THRESHOLD)
     base_acceptance, base_rejection = mean_rates(
         trials(test_ids, False, "nearest", k, usable=detected), DLIB_THRESHOLD)
     metrics = {
         "identification_accuracy": identification_accuracy(
-            embedded.flip, labels, everyone, test_ids, k=k, splits=splits, seed=seed,
+            ours, labels, everyone, test_ids, k=k, splits=splits, seed=seed,
             scoring=DEFAULT_SCORING),
         "baseline_identification_accuracy": identification_accuracy(
             embedded.plain, labels, everyone, test_ids, k=k, splits=splits, seed=seed,
