@@ -13,23 +13,14 @@ from pydantic import ValidationError
 
 from course_tools.base import InputFile, ToolContext, ToolInputError, ToolParams, ToolResult
 from course_tools.plots import is_png
-from course_tools.vision.faces.bench import BenchParams, bench_faces, make_photo
-from course_tools.vision.faces.commands import (
-    DetectParams,
-    FacesParams,
-    NameParams,
-    RememberParams,
-    detect_faces,
-    forget_person,
-    list_people,
-    remember_face,
-)
+from course_tools.vision.faces import FACES
+from course_tools.vision.faces import commands as cmd
+from course_tools.vision.faces.bench import BenchParams, make_photo
 from course_tools.vision.faces.engine import EMBEDDING_DIM, ENCODER_TAG, detect
 from course_tools.vision.faces.evaluate import (
     EvaluateParams,
     OpenSetTrial,
     enrolment_split,
-    evaluate_faces,
     load_orl,
     tune_threshold,
     verification,
@@ -60,24 +51,24 @@ def photo(faces: list[np.ndarray], side: int = 640, seed: int = 0) -> bytes:
     return encode_jpeg(make_photo(faces, side, np.random.default_rng(seed)))
 
 
-def run(func: Any, params: ToolParams, tmp_path: Path, memory: dict[str, Any],
+def run(command: str, params: ToolParams, tmp_path: Path, memory: dict[str, Any],
         data: bytes | None = None) -> ToolResult:
+    """Run a command of the registered vision.faces declaration, as the bot would."""
     inputs = (InputFile("photo.jpg", data, "image/jpeg"),) if data is not None else ()
     ctx = ToolContext(params=params, work_dir=tmp_path, inputs=inputs, memory=memory,
                       data_dir=tmp_path / "data")
-    result: ToolResult = func(ctx)
-    return result
+    return FACES.command(command).func(ctx)
 
 
 def test_enrolled_people_are_named_and_strangers_are_unknown(
         orl: list[np.ndarray], tmp_path: Path) -> None:
     memory: dict[str, Any] = {}
     for name, person in (("alice", 1), ("bob", 2)):
-        run(remember_face, RememberParams(name=name), tmp_path, memory,
+        run("remember", cmd.RememberParams(name=name), tmp_path, memory,
             photo([crop(orl, person, 1)]))
     # Other shots of alice and bob, and someone never enrolled.
     group = photo([crop(orl, 1, 6), crop(orl, 2, 7), crop(orl, 3, 1)], seed=3)
-    result = run(detect_faces, DetectParams(), tmp_path, memory, group)
+    result = run("detect", cmd.DetectParams(), tmp_path, memory, group)
     assert result.metrics["faces"] == 3
     assert result.metrics["named"] == 2 and result.metrics["unknown"] == 1
     assert "alice (distance" in result.text and "bob (distance" in result.text
@@ -89,42 +80,42 @@ def test_memory_holds_embeddings_only_and_is_per_chat(orl: list[np.ndarray],
                                                       tmp_path: Path) -> None:
     chat_a: dict[str, Any] = {}
     chat_b: dict[str, Any] = {}
-    result = run(remember_face, RememberParams(name="alice"), tmp_path, chat_a,
+    result = run("remember", cmd.RememberParams(name="alice"), tmp_path, chat_a,
                  photo([crop(orl, 1, 1)]))
     assert "1 image now" in result.text
     stored = json.dumps(chat_a)  # JSON-able, and small: one 128-d vector, no pixels
     assert len(stored) < 2_000
     assert People(chat_a).people["alice"][0].shape == (EMBEDDING_DIM,)
-    run(remember_face, RememberParams(name="bob"), tmp_path, chat_b, photo([crop(orl, 2, 1)]))
+    run("remember", cmd.RememberParams(name="bob"), tmp_path, chat_b, photo([crop(orl, 2, 1)]))
     again = photo([crop(orl, 1, 5)], seed=1)
-    assert "alice" in run(detect_faces, DetectParams(), tmp_path, chat_a, again).text
-    in_b = run(detect_faces, DetectParams(), tmp_path, chat_b, again)
+    assert "alice" in run("detect", cmd.DetectParams(), tmp_path, chat_a, again).text
+    in_b = run("detect", cmd.DetectParams(), tmp_path, chat_b, again)
     assert "alice" not in in_b.text and in_b.metrics["named"] == 0
     assert "alice" not in json.dumps(chat_b)
 
 
 def test_remember_forget_and_list(orl: list[np.ndarray], tmp_path: Path) -> None:
     memory: dict[str, Any] = {}
-    run(remember_face, RememberParams(name="Alice"), tmp_path, memory, photo([crop(orl, 1, 1)]))
+    run("remember", cmd.RememberParams(name="Alice"), tmp_path, memory, photo([crop(orl, 1, 1)]))
     # names are one person whatever their case
-    second = run(remember_face, RememberParams(name="alice"), tmp_path, memory,
+    second = run("remember", cmd.RememberParams(name="alice"), tmp_path, memory,
                  photo([crop(orl, 1, 2)], seed=2))
     assert "Remembered Alice: 2 images" in second.text
-    run(remember_face, RememberParams(name="  Bo   Li "), tmp_path, memory,
+    run("remember", cmd.RememberParams(name="  Bo   Li "), tmp_path, memory,
         photo([crop(orl, 4, 1)]))
-    listed = run(list_people, FacesParams(), tmp_path, memory)
+    listed = run("list", cmd.FacesParams(), tmp_path, memory)
     assert listed.text == "2 people enrolled: Alice (2 images), Bo Li (1 image)."
-    forgotten = run(forget_person, NameParams(name="ALICE"), tmp_path, memory)
+    forgotten = run("forget", cmd.NameParams(name="ALICE"), tmp_path, memory)
     assert forgotten.text.startswith("Forgot Alice (2 images)")
     with pytest.raises(ToolInputError, match="No one called alice"):
-        run(forget_person, NameParams(name="alice"), tmp_path, memory)
-    assert run(list_people, FacesParams(), tmp_path, memory).metrics["people"] == 1
+        run("forget", cmd.NameParams(name="alice"), tmp_path, memory)
+    assert run("list", cmd.FacesParams(), tmp_path, memory).metrics["people"] == 1
 
 
 @pytest.mark.parametrize("name", ["", "a" * 41, "bob/../../etc", "<script>", "...", "a\nb"])
 def test_names_are_bounded(name: str) -> None:
     with pytest.raises(ValidationError):
-        RememberParams(name=name)
+        cmd.RememberParams(name=name)
 
 
 def test_remember_refuses_no_face_and_ambiguous_photos(orl: list[np.ndarray],
@@ -136,14 +127,14 @@ def test_remember_refuses_no_face_and_ambiguous_photos(orl: list[np.ndarray],
              for x in non_faces]
     memory: dict[str, Any] = {}
     with pytest.raises(ToolInputError, match="No face found"):
-        run(remember_face, RememberParams(name="alice"), tmp_path, memory,
+        run("remember", cmd.RememberParams(name="alice"), tmp_path, memory,
             photo([np.stack([t] * 3, axis=2) for t in tiles]))
     pair = photo([crop(orl, 1, 1), crop(orl, 2, 1)])
     with pytest.raises(ToolInputError, match="found 2 faces and cannot tell which is alice"):
-        run(remember_face, RememberParams(name="alice"), tmp_path, memory, pair)
+        run("remember", cmd.RememberParams(name="alice"), tmp_path, memory, pair)
     with pytest.raises(ToolInputError, match="face=3 does not exist"):
-        run(remember_face, RememberParams(name="alice", face=3), tmp_path, memory, pair)
-    chosen = run(remember_face, RememberParams(name="alice", face=2), tmp_path, memory, pair)
+        run("remember", cmd.RememberParams(name="alice", face=3), tmp_path, memory, pair)
+    chosen = run("remember", cmd.RememberParams(name="alice", face=2), tmp_path, memory, pair)
     assert chosen.metrics["images"] == 1 and memory["people"]
 
 
@@ -155,21 +146,21 @@ def test_remember_limits(tmp_path: Path) -> None:
                               range(MAX_IMAGES_PER_PERSON)]
     people.save()
     with pytest.raises(ToolInputError, match=f"already has {MAX_IMAGES_PER_PERSON} images"):
-        run(remember_face, RememberParams(name="alice"), tmp_path, full, b"unused")
+        run("remember", cmd.RememberParams(name="alice"), tmp_path, full, b"unused")
     crowded: dict[str, Any] = {}
     people = People(crowded)
     for i in range(MAX_PEOPLE):
         people.people[f"person {i}"] = [rng.normal(size=EMBEDDING_DIM)]
     people.save()
     with pytest.raises(ToolInputError, match=f"already has {MAX_PEOPLE} people"):
-        run(remember_face, RememberParams(name="newcomer"), tmp_path, crowded, b"unused")
+        run("remember", cmd.RememberParams(name="newcomer"), tmp_path, crowded, b"unused")
 
 
 def test_damaged_memory_is_ignored_not_fatal(tmp_path: Path) -> None:
     memory: dict[str, Any] = {"format": 1, "encoder": ENCODER_TAG,
                               "people": {"alice": ["not base64!"], "bob": "oops", "": []}}
     People(memory)  # no exception
-    listed = run(list_people, FacesParams(), tmp_path, memory)
+    listed = run("list", cmd.FacesParams(), tmp_path, memory)
     assert listed.metrics["people"] == 0 and "unreadable" in listed.text
     stale = {"encoder": "some-other-model", "people": {"alice": []}}
     assert People(stale).people == {} and People(stale).dropped == 1
@@ -181,7 +172,7 @@ def test_thirty_faces(orl: list[np.ndarray], tmp_path: Path) -> None:
         row, col = divmod(i, 5)
         canvas[6 + row * 124: 6 + row * 124 + 112, 6 + col * 104: 6 + col * 104 + 92] = crop(
             orl, i + 1, 1)
-    result = run(detect_faces, DetectParams(), tmp_path, {}, encode_jpeg(canvas))
+    result = run("detect", cmd.DetectParams(), tmp_path, {}, encode_jpeg(canvas))
     assert result.metrics["faces"] == 30
     assert result.text.startswith("30 faces: #1 unknown") and "#30 unknown" in result.text
 
@@ -203,7 +194,7 @@ def test_lfw_faces_are_found_and_non_faces_are_not(tmp_path: Path) -> None:
     faces = detect(tiled(range(16)), "hog", upsample=1)
     assert len(faces) >= 13  # 25x25 LFW crops blown up to 100 px: most are still found
     assert detect(tiled(range(100, 116)), "hog", upsample=1) == []
-    none = run(detect_faces, DetectParams(), tmp_path, {}, encode_jpeg(tiled(range(100, 116))))
+    none = run("detect", cmd.DetectParams(), tmp_path, {}, encode_jpeg(tiled(range(100, 116))))
     assert none.text.startswith("No face found") and not none.images
 
 
@@ -222,9 +213,9 @@ def test_bad_photos_are_refused_clearly(orl: list[np.ndarray], tmp_path: Path) -
                            (b"GIF89a but not really", "not an image"),
                            (encode_jpeg(np.zeros((1, 1, 3), dtype=np.uint8)), "only 1x1")):
         with pytest.raises(ToolInputError, match=expected):
-            run(detect_faces, DetectParams(), tmp_path, {}, data)
+            run("detect", cmd.DetectParams(), tmp_path, {}, data)
     with pytest.raises(ToolInputError, match="send a photo"):
-        run(detect_faces, DetectParams(), tmp_path, {}, None)
+        run("detect", cmd.DetectParams(), tmp_path, {}, None)
 
 
 def test_twenty_megabyte_photo_is_downscaled_first(orl: list[np.ndarray],
@@ -235,7 +226,7 @@ def test_twenty_megabyte_photo_is_downscaled_first(orl: list[np.ndarray],
     big[1000:2120, 1500:2420] = face
     data = encode_jpeg(big, quality=96)
     assert len(data) > 15 * 2**20
-    result = run(detect_faces, DetectParams(), tmp_path, {}, data)
+    result = run("detect", cmd.DetectParams(), tmp_path, {}, data)
     assert result.metrics["faces"] == 1
     assert "downscaled from 4800x3600 to 1024x768" in result.text
 
@@ -275,7 +266,7 @@ def test_evaluation_protocol_pieces() -> None:
 
 def test_evaluate_on_part_of_orl(tmp_path: Path) -> None:
     params = EvaluateParams(people=8, val_identities=4, splits=3, cache=False)
-    result = run(evaluate_faces, params, tmp_path, {})
+    result = run("evaluate", params, tmp_path, {})
     m = result.metrics
     assert m["images"] == 80 and m["test_people"] == 4
     assert m["identification_accuracy"] >= 0.95
@@ -291,10 +282,10 @@ def test_evaluate_on_part_of_orl(tmp_path: Path) -> None:
 
 def test_evaluate_refuses_too_few_test_people(tmp_path: Path) -> None:
     with pytest.raises(ToolInputError, match="too few test people"):
-        run(evaluate_faces, EvaluateParams(people=12, val_identities=9), tmp_path, {})
+        run("evaluate", EvaluateParams(people=12, val_identities=9), tmp_path, {})
 
 
 def test_bench_counts_photos(tmp_path: Path) -> None:
-    result = run(bench_faces, BenchParams(photos=2, workers=1, side=320), tmp_path, {})
+    result = run("bench", BenchParams(photos=2, workers=1, side=320), tmp_path, {})
     assert result.metrics["faces_found"] == result.metrics["faces_placed"] == 2
     assert result.metrics["photos_per_s"] > 0 and result.metrics["cpu_ms_per_photo"] > 0
