@@ -26,8 +26,9 @@ import numpy as np
 from course_tools.base import ToolInputError
 
 Detector = Literal["hog", "cnn", "haar"]
-#: Longest side, after upsampling, that the CNN detector scans.
-CNN_MAX_SIDE = 1280
+#: Longest side, after upsampling, each detector scans (the CNN costs seconds per megapixel
+#: without BLAS).
+MAX_SCAN_SIDE: dict[str, int] = {"hog": 4096, "haar": 4096, "cnn": 1280}
 CHIP_SIZE = 150
 CHIP_PADDING = 0.25
 EMBEDDING_DIM = 128
@@ -127,59 +128,51 @@ def detect(rgb: np.ndarray, detector: Detector = "hog", upsample: int = 1,
 
     ``upsample`` doubles the image that many times first (dlib's HOG finds faces down to about
     80 px, 40 px after one upsampling); ``adjust_threshold`` < 0 makes HOG keep weaker
-    candidates.
+    candidates. The image is shrunk first if the scan would exceed the detector's
+    ``MAX_SCAN_SIDE``, so the work stays bounded whatever is asked.
     """
-    height, width = rgb.shape[:2]
-    boxes: list[Box] = []
-    if detector == "hog":
-        rects, scores, _ = _models.get("hog").run(rgb, upsample, adjust_threshold)
-        boxes = [_box(r, s) for r, s in zip(rects, scores, strict=True)]
-    elif detector == "cnn":
-        boxes = _detect_cnn(rgb, upsample)
-    elif detector == "haar":
-        boxes = _detect_haar(rgb, upsample)
-    else:
+    if detector not in MAX_SCAN_SIDE:
         raise ToolInputError(f"unknown detector {detector!r}; use hog, cnn or haar")
-    clipped = [Box(max(0, b.left), max(0, b.top), min(width, b.right), min(height, b.bottom),
-                   b.score) for b in boxes]
-    return reading_order([b for b in clipped if b.width >= 8 and b.height >= 8])
+    height, width = rgb.shape[:2]
+    scale = min(1.0, MAX_SCAN_SIDE[detector] / (max(height, width) * 2**upsample))
+    scan = _resized(rgb, scale) if scale < 1.0 else rgb
+    found: list[tuple[int, int, int, int, float]] = []
+    if detector == "hog":
+        rects, scores, _ = _models.get("hog").run(scan, upsample, adjust_threshold)
+        found = [(r.left(), r.top(), r.right() + 1, r.bottom() + 1, s)
+                 for r, s in zip(rects, scores, strict=True)]
+    elif detector == "cnn":
+        found = [(d.rect.left(), d.rect.top(), d.rect.right() + 1, d.rect.bottom() + 1,
+                  d.confidence) for d in _models.get("cnn")(scan, upsample)]
+    else:
+        found = _detect_haar(scan, upsample)
+    boxes = [Box(max(0, round(left / scale)), max(0, round(top / scale)),
+                 min(width, round(right / scale)), min(height, round(bottom / scale)),
+                 float(score)) for left, top, right, bottom, score in found]
+    return reading_order([b for b in boxes if b.width >= 8 and b.height >= 8])
 
 
-def _box(rect: Any, score: float) -> Box:
-    return Box(int(rect.left()), int(rect.top()), int(rect.right()) + 1,
-               int(rect.bottom()) + 1, float(score))
+def _resized(rgb: np.ndarray, scale: float) -> np.ndarray:
+    from PIL import Image
+
+    height, width = rgb.shape[:2]
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return np.ascontiguousarray(np.asarray(Image.fromarray(rgb).resize(
+        size, Image.Resampling.BILINEAR)))
 
 
-def _detect_cnn(rgb: np.ndarray, upsample: int) -> list[Box]:
-    # The CNN costs seconds per megapixel without BLAS: cap the pixels it scans.
-    scale = min(1.0, CNN_MAX_SIDE / (max(rgb.shape[:2]) * 2**upsample))
-    if scale < 1.0:
-        from PIL import Image
-
-        height, width = rgb.shape[:2]
-        small = Image.fromarray(rgb).resize((max(1, round(width * scale)),
-                                             max(1, round(height * scale))),
-                                            Image.Resampling.BILINEAR)
-        rgb = np.ascontiguousarray(np.asarray(small))
-    found = _models.get("cnn")(rgb, upsample)
-    return [Box(round(d.rect.left() / scale), round(d.rect.top() / scale),
-                round((d.rect.right() + 1) / scale), round((d.rect.bottom() + 1) / scale),
-                float(d.confidence)) for d in found]
-
-
-def _detect_haar(rgb: np.ndarray, upsample: int) -> list[Box]:
+def _detect_haar(rgb: np.ndarray, upsample: int) -> list[tuple[int, int, int, int, float]]:
     import cv2
 
-    gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-    gray = cv2.equalizeHist(gray)
-    scale = 2**upsample
-    if scale > 1:
-        gray = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
+    gray = cv2.equalizeHist(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY))
+    factor = 2**upsample
+    if factor > 1:
+        gray = cv2.resize(gray, None, fx=factor, fy=factor, interpolation=cv2.INTER_LINEAR)
     rects, _levels, weights = _models.get("haar").detectMultiScale3(
         gray, scaleFactor=1.1, minNeighbors=5, minSize=(24, 24), outputRejectLevels=True)
-    return [Box(int(x // scale), int(y // scale), int((x + w) // scale), int((y + h) // scale),
-                float(weight))
-            for (x, y, w, h), weight in zip(rects, np.ravel(weights), strict=True)]
+    return [(int(x) // factor, int(y) // factor, int(x + w) // factor, int(y + h) // factor,
+             float(weight)) for (x, y, w, h), weight in zip(rects, np.ravel(weights),
+                                                             strict=True)]
 
 
 def reading_order(boxes: Sequence[Box]) -> list[Box]:
