@@ -19,6 +19,8 @@ EXPECTED_TOOLS = [
     "bayes.mcmc",
     "bayes.vae",
     "demo.montecarlo_pi",
+    "lhc.hzz",
+    "lhc.zmumu",
     "rl.a2c",
     "rl.cem",
     "rl.dqn",
