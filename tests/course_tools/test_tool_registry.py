@@ -20,6 +20,7 @@ EXPECTED_TOOLS = [
     "bayes.vae",
     "demo.montecarlo_pi",
     "lhc.hzz",
+    "lhc.tracking",
     "lhc.zmumu",
     "rl.a2c",
     "rl.cem",
