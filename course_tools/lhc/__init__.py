@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from course_tools import register_course_command
 from course_tools.base import ToolSpec
-from course_tools.lhc import hzz, tracking, zmumu
+from course_tools.lhc import hzz, pid, tau3mu, tracking, zmumu
 
 register_course_command("lhc", "LHC physics tools: /lhc zmumu, /lhc hzz, /lhc tau3mu, "
                                "/lhc tracking, /lhc pid")
 
-SPECS: list[ToolSpec] = [*zmumu.SPECS, *hzz.SPECS, *tracking.SPECS]
+SPECS: list[ToolSpec] = [*zmumu.SPECS, *hzz.SPECS, *tau3mu.SPECS, *tracking.SPECS, *pid.SPECS]
 
 __all__ = ["SPECS"]

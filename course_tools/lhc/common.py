@@ -7,9 +7,10 @@ Heavy imports (uproot, mplhep, particle, scikit-learn) happen inside the functio
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -95,3 +96,25 @@ def bootstrap_auc(y: np.ndarray, score: np.ndarray, *, n_boot: int = 200, seed: 
     tail = (1.0 - level) / 2.0 * 100.0
     low, high = np.percentile(samples, [tail, 100.0 - tail])
     return auc, float(low), float(high)
+
+
+def train_lightgbm(x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: np.ndarray, *,
+                   params: dict[str, Any], rounds: int, patience: int = 30,
+                   on_round: Callable[[int], None] | None = None) -> Any:
+    """A LightGBM booster trained on (x, y), early-stopped on the validation split.
+
+    ``on_round(i)`` is called after every boosting round (progress, cancellation).
+    """
+    import lightgbm as lgb
+
+    callbacks: list[Any] = [lgb.early_stopping(patience, verbose=False)]
+    if on_round is not None:
+        def call(env: Any) -> None:
+            on_round(env.iteration)
+
+        callbacks.append(call)
+    train = lgb.Dataset(x, label=y, free_raw_data=True)
+    valid = lgb.Dataset(x_val, label=y_val, reference=train)
+    settings = {"verbosity": -1, "num_threads": 1, **params}
+    return lgb.train(settings, train, num_boost_round=rounds, valid_sets=[valid],
+                     callbacks=callbacks)

@@ -20,6 +20,8 @@ EXPECTED_TOOLS = [
     "bayes.vae",
     "demo.montecarlo_pi",
     "lhc.hzz",
+    "lhc.pid",
+    "lhc.tau3mu",
     "lhc.tracking",
     "lhc.zmumu",
     "rl.a2c",
