@@ -15,6 +15,8 @@ daughters. Samples are cached as compressed npz files keyed by sample, size and 
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,7 +81,8 @@ class EventSample:
     def save(self, path: Path) -> None:
         arrays = {k: getattr(self, k) for k in ("offsets", "px", "py", "pz", "vx", "vy", "vz",
                                                  "charge", "pid", "candidates")}
-        tmp = path.with_suffix(".tmp.npz")
+        # a private temporary name: two jobs may generate the same sample at once
+        tmp = path.with_name(f".{path.stem}.{os.getpid()}.{threading.get_ident()}.npz")
         np.savez_compressed(tmp, kind=np.array(self.kind),
                             n_generated=np.array(self.n_generated), **arrays)
         tmp.replace(path)
