@@ -270,14 +270,31 @@ def _plot(results: dict[str, dict[str, Any]], y_test: np.ndarray, bkg_mass: np.n
     return figure_png(fig)
 
 
-def train_tau3mu(ctx: ToolContext) -> ToolResult:
-    """Generate (or reuse) the samples, train the three classifiers and run both checks."""
-    p = ctx.params
-    assert isinstance(p, Tau3MuParams)
+@dataclass
+class Dataset:
+    """Signal and background candidates with their split, and the two control samples."""
+
+    x: np.ndarray
+    mass: np.ndarray
+    y: np.ndarray
+    part: np.ndarray  # 0 train, 1 validation, 2 test
+    control_mc: Candidates
+    control_data: Candidates
+
+    @property
+    def test(self) -> np.ndarray:
+        return np.asarray(self.part == 2)
+
+    @property
+    def background_test(self) -> np.ndarray:
+        return np.asarray((self.part == 2) & (self.y == 0))
+
+
+def _simulate(ctx: ToolContext, p: Tau3MuParams) -> tuple[dict[str, EventSample], bool]:
+    """The three Pythia samples from the cache, or generated (and whether all were cached)."""
     cache = ctx.shared_dir("lhc", "tau3mu")
-    started = time.perf_counter()
     samples: dict[str, EventSample] = {}
-    from_cache = []
+    hits = []
     plan = (("signal", p.n_signal, 0.0, 0.35), ("control", p.n_control, 0.35, 0.3),
             ("minbias", p.minbias_events, 0.65, 0.1))
     for kind, size, base, span in plan:
@@ -287,10 +304,14 @@ def train_tau3mu(ctx: ToolContext) -> ToolResult:
 
         ctx.report(base, f"Pythia 8: {kind} sample")
         samples[kind], hit = cached_sample(cache, kind, size, p.seed, progress)
-        from_cache.append(hit)
-    generation_seconds = time.perf_counter() - started
-    ctx.report(0.76, "detector simulation and candidate features")
+        hits.append(hit)
+    return samples, all(hits)
+
+
+def _dataset(samples: dict[str, EventSample], p: Tau3MuParams) -> Dataset:
+    """Detector simulation, candidates, preselection and the train/validation/test split."""
     nominal = Detector(momentum_resolution=p.momentum_resolution, ip_scale=p.ip_scale)
+
     # one random stream per step, so that changing the "data" detector changes nothing else
     def stream(step: int) -> np.random.Generator:
         return np.random.default_rng([p.seed, step])
@@ -307,59 +328,67 @@ def train_tau3mu(ctx: ToolContext) -> ToolResult:
         if len(cands) < 20:
             raise ToolInputError(f"only {len(cands)} {name} candidates pass the "
                                  f"preselection; raise {hint}")
-    split_sig = split_by_event(signal.event, stream(5))
-    split_bkg = split_by_event(background.event, stream(6))
-    x_all = np.vstack([signal.matrix(), background.matrix()])
-    mass_all = np.concatenate([signal.cols["mass"], background.cols["mass"]])
-    y_all = np.concatenate([np.ones(len(signal)), np.zeros(len(background))]).astype(int)
-    part = np.concatenate([split_sig, split_bkg])
-    train, val, test = (part == 0), (part == 1), (part == 2)
+    return Dataset(
+        x=np.vstack([signal.matrix(), background.matrix()]),
+        mass=np.concatenate([signal.cols["mass"], background.cols["mass"]]),
+        y=np.concatenate([np.ones(len(signal)), np.zeros(len(background))]).astype(int),
+        part=np.concatenate([split_by_event(signal.event, stream(5)),
+                             split_by_event(background.event, stream(6))]),
+        control_mc=control_mc, control_data=control_data)
+
+
+def _train_models(ctx: ToolContext, p: Tau3MuParams, data: Dataset) -> dict[str, Any]:
+    train, val = data.part == 0, data.part == 1
     ctx.report(0.8, f"training the GBDT on {int(train.sum())} candidates")
-    trained: dict[str, Any] = {}
-    train_start = time.perf_counter()
+
     def on_round(iteration: int) -> None:
         if iteration % 25 == 0:
             ctx.report(0.8 + 0.04 * iteration / p.n_estimators, f"GBDT round {iteration}")
 
-    trained["gbdt"] = _train_gbdt(x_all[train], y_all[train], x_all[val], y_all[val], p,
-                                  on_round)
+    trained: dict[str, Any] = {"gbdt": _train_gbdt(data.x[train], data.y[train], data.x[val],
+                                                   data.y[val], p, on_round)}
     if p.neural_net:
         ctx.report(0.84, "training the neural net")
         fit = train | val  # the MLP carves its own early-stopping split
-        trained["mlp"] = _train_mlp(x_all[fit], y_all[fit], p)
+        trained["mlp"] = _train_mlp(data.x[fit], data.y[fit], p)
     ctx.report(0.87, f"training the flatness-loss GBDT ({p.flatness_loss}, "
                      f"{p.flat_estimators} trees)")
-    trained["flat"] = _train_flat(x_all[train], mass_all[train], y_all[train], p)
-    train_seconds = time.perf_counter() - train_start
-    ctx.report(0.95, "scoring: ROC AUC, KS and CvM checks")
-    results: dict[str, dict[str, Any]] = {}
-    bkg_test = test & (y_all == 0)
-    for kind, model in trained.items():
-        res: dict[str, Any] = {
-            "test": _score(model, kind, x_all[test], mass_all[test]),
-            "bkg_test": _score(model, kind, x_all[bkg_test], mass_all[bkg_test]),
-            "control_mc": _score(model, kind, control_mc.matrix(), control_mc.cols["mass"]),
-            "control_data": _score(model, kind, control_data.matrix(),
-                                   control_data.cols["mass"]),
-        }
-        res["auc"], res["auc_low"], res["auc_high"] = bootstrap_auc(
-            y_all[test], res["test"], n_boot=p.bootstrap, seed=p.seed)
-        res["ks"] = ks_distance(res["control_data"], res["control_mc"])
-        res["cvm"], neighbours = _cvm(res["bkg_test"], mass_all[bkg_test])
-        res["ks_pass"] = res["ks"] < KS_LIMIT
-        res["cvm_pass"] = bool(res["cvm"] < CVM_LIMIT)
-        results[kind] = res
-    png = _plot(results, y_all[test], mass_all[bkg_test], mass_all[test & (y_all == 1)])
+    trained["flat"] = _train_flat(data.x[train], data.mass[train], data.y[train], p)
+    return trained
+
+
+def _evaluate(kind: str, model: Any, data: Dataset, p: Tau3MuParams) -> dict[str, Any]:
+    """Outputs on the test and control samples, AUC with its interval, KS and CvM."""
+    test, bkg = data.test, data.background_test
+    res: dict[str, Any] = {
+        "test": _score(model, kind, data.x[test], data.mass[test]),
+        "bkg_test": _score(model, kind, data.x[bkg], data.mass[bkg]),
+        "control_mc": _score(model, kind, data.control_mc.matrix(),
+                             data.control_mc.cols["mass"]),
+        "control_data": _score(model, kind, data.control_data.matrix(),
+                               data.control_data.cols["mass"]),
+    }
+    res["auc"], res["auc_low"], res["auc_high"] = bootstrap_auc(
+        data.y[test], res["test"], n_boot=p.bootstrap, seed=p.seed)
+    res["ks"] = ks_distance(res["control_data"], res["control_mc"])
+    res["cvm"], res["cvm_window"] = _cvm(res["bkg_test"], data.mass[bkg])
+    res["ks_pass"] = bool(res["ks"] < KS_LIMIT)
+    res["cvm_pass"] = bool(res["cvm"] < CVM_LIMIT)
+    return res
+
+
+def _summary(p: Tau3MuParams, data: Dataset, results: dict[str, dict[str, Any]],
+             top_features: list[str], from_cache: bool) -> tuple[str, dict[str, float]]:
+    n_control, n_data = len(data.control_mc), len(data.control_data)
+    # the mean two-sample KS distance between samples of one distribution
+    ks_noise = 0.87 * np.sqrt(1 / n_control + 1 / n_data)
+    window = int(results["gbdt"]["cvm_window"])
     metrics: dict[str, float] = {
-        "n_signal_candidates": float(len(signal)),
-        "n_background_candidates": float(len(background)),
-        "n_control_candidates": float(len(control_mc)),
-        "n_control_data_candidates": float(len(control_data)),
-        "n_test": float(test.sum()),
-        "generated_events": float(sum(s.n_generated for s in samples.values())),
-        "generation_seconds": generation_seconds, "training_seconds": train_seconds,
-        "from_cache": float(all(from_cache)),
-        "cvm_window": float(neighbours),
+        "n_signal_candidates": float(data.y.sum()),
+        "n_background_candidates": float((data.y == 0).sum()),
+        "n_control_candidates": float(n_control), "n_control_data_candidates": float(n_data),
+        "n_test": float(data.test.sum()), "from_cache": float(from_cache),
+        "cvm_window": float(window), "ks_statistical": float(ks_noise),
     }
     lines = []
     for kind, res in results.items():
@@ -374,38 +403,55 @@ def train_tau3mu(ctx: ToolContext) -> ToolResult:
             f"{'PASSED' if res['ks_pass'] else 'FAILED'} (< {KS_LIMIT}); correlation CvM "
             f"{res['cvm']:.5f} {'PASSED' if res['cvm_pass'] else 'FAILED'} (< {CVM_LIMIT}) — "
             f"{verdict}.")
-    # the mean two-sample KS distance between samples of one distribution
-    ks_noise = 0.87 * np.sqrt(1 / len(control_mc) + 1 / len(control_data))
-    metrics["ks_statistical"] = float(ks_noise)
-    gain = trained["gbdt"].booster.feature_importance(importance_type="gain")
-    top = [FEATURES[i] for i in np.argsort(gain)[::-1][:5]]
-    window_note = ("" if neighbours == 200 else
+    window_note = ("" if window == 200 else
                    f" (too little background for the challenge's 200-event windows: "
-                   f"{neighbours}-event windows)")
+                   f"{window}-event windows)")
     text = (
         f"τ→3μ search, Flavours-of-Physics style, on SIMULATION ({SIMULATION_LABEL}): "
-        f"{len(signal)} signal D_s→τ(3μ)ν, {len(background)} background triplets from "
-        f"{p.minbias_events} minimum-bias events, {len(control_mc)} control D_s→φ(μμ)π "
-        f"candidates after preselection"
-        + (" (samples from the cache)" if all(from_cache) else "")
+        f"{int(data.y.sum())} signal D_s→τ(3μ)ν, {int((data.y == 0).sum())} background "
+        f"triplets from {p.minbias_events} minimum-bias events, {n_control} control "
+        f"D_s→φ(μμ)π candidates after preselection"
+        + (" (samples from the cache)" if from_cache else "")
         + f". Features: {len(FEATURES)} challenge-style variables, never the mass. "
-        f"Test set: {int(test.sum())} held-out candidates; 'data' for the agreement check = "
-        f"the control decays reconstructed again with a detector {p.data_shift:.0%} worse "
-        f"(with {len(control_mc)} and {len(control_data)} candidates, statistics alone give "
-        f"a KS of about {ks_noise:.3f})"
-        f"{window_note}. The GBDT leans most on {', '.join(top)}.\n" + "\n".join(lines)
+        f"Test set: {int(data.test.sum())} held-out candidates; 'data' for the agreement "
+        f"check = the control decays reconstructed again with a detector {p.data_shift:.0%} "
+        f"worse (with {n_control} and {n_data} candidates, statistics alone give a KS of "
+        f"about {ks_noise:.3f}){window_note}. The GBDT leans most on "
+        f"{', '.join(top_features)}.\n" + "\n".join(lines)
     )
-    artifacts = {}
-    summary = ctx.work_dir / "tau3mu_metrics.json"
+    return text, metrics
+
+
+def train_tau3mu(ctx: ToolContext) -> ToolResult:
+    """Generate (or reuse) the samples, train the three classifiers and run both checks."""
+    p = ctx.params
+    assert isinstance(p, Tau3MuParams)
+    started = time.perf_counter()
+    samples, from_cache = _simulate(ctx, p)
+    generation_seconds = time.perf_counter() - started
+    ctx.report(0.76, "detector simulation and candidate features")
+    data = _dataset(samples, p)
+    started = time.perf_counter()
+    trained = _train_models(ctx, p, data)
+    training_seconds = time.perf_counter() - started
+    ctx.report(0.95, "scoring: ROC AUC, KS and CvM checks")
+    results = {kind: _evaluate(kind, model, data, p) for kind, model in trained.items()}
+    gain = trained["gbdt"].booster.feature_importance(importance_type="gain")
+    top = [FEATURES[i] for i in np.argsort(gain)[::-1][:5]]
+    text, metrics = _summary(p, data, results, top, from_cache)
+    metrics["generated_events"] = float(sum(s.n_generated for s in samples.values()))
+    metrics["generation_seconds"] = generation_seconds
+    metrics["training_seconds"] = training_seconds
+    png = _plot(results, data.y[data.test], data.mass[data.background_test],
+                data.mass[data.test & (data.y == 1)])
     ctx.work_dir.mkdir(parents=True, exist_ok=True)
+    summary = ctx.work_dir / "tau3mu_metrics.json"
     summary.write_text(json.dumps(metrics, indent=1))
-    artifacts["metrics"] = summary
     model_path = ctx.work_dir / "tau3mu_gbdt.txt"
     trained["gbdt"].booster.save_model(str(model_path))
-    artifacts["gbdt_model"] = model_path
     ctx.report(1.0, "done")
     return ToolResult(text=text, metrics=metrics, images=[("tau3mu.png", png)],
-                      artifacts=artifacts)
+                      artifacts={"metrics": summary, "gbdt_model": model_path})
 
 
 TAU3MU = register(ToolSpec(

@@ -50,6 +50,37 @@ def test_cvm_flags_predictions_that_follow_the_mass() -> None:
     assert cvm_flatness(np.exp(sculpted), mass) == pytest.approx(cvm_flatness(sculpted, mass))
 
 
+def _challenge_cvm(predictions: np.ndarray, masses: np.ndarray, n_neighbours: int = 200,
+                   step: int = 50) -> float:
+    """The challenge's own rank-based code (evaluation.compute_cvm), for comparison."""
+    predictions = predictions[np.argsort(masses)]
+    ranks = np.argsort(np.argsort(predictions, kind="mergesort"), kind="mergesort")
+    total = len(ranks)
+    target = np.arange(1, total + 1, dtype=float) / total
+    cvms = []
+    for start in range(0, total - n_neighbours + 1, step):
+        window = np.cumsum(np.bincount(ranks[start:start + n_neighbours], minlength=total))
+        cvms.append(np.mean((target - window / window[-1]) ** 2))
+    return float(np.mean(cvms))
+
+
+def test_cvm_equals_the_challenge_formula_without_ties() -> None:
+    rng = np.random.default_rng(4)
+    mass = rng.uniform(1.6, 1.95, 3_000)
+    prediction = mass * 0.3 + rng.random(3_000)
+    assert cvm_flatness(prediction, mass) == pytest.approx(_challenge_cvm(prediction, mass))
+
+
+def test_cvm_is_not_fooled_by_tied_outputs() -> None:
+    # 60% of the outputs are one value, independent of mass: a ranking would order the ties
+    # by mass and report a correlation that is not there
+    rng = np.random.default_rng(5)
+    mass = rng.uniform(1.6, 1.95, 4_000)
+    prediction = np.where(rng.random(4_000) < 0.6, 0.1, rng.random(4_000))
+    assert _challenge_cvm(prediction, mass) > CVM_LIMIT
+    assert cvm_flatness(prediction, mass) < CVM_LIMIT
+
+
 def test_cvm_needs_enough_events() -> None:
     with pytest.raises(ValueError, match="at least 200"):
         cvm_flatness(np.zeros(50), np.zeros(50))
