@@ -75,16 +75,22 @@ def _mass(*leptons: Lepton) -> float:
     return float(invariant_mass(*total))
 
 
-def _leptons(arrays: dict[str, np.ndarray], i: int, prefix: str, flavour: int,
-             pt_cut: float, eta_cut: float, max_rel_iso: float) -> list[Lepton]:
-    e, px, py, pz = (arrays[f"{prefix}_{k}"][i] for k in ("E", "Px", "Py", "Pz"))
+def _good_leptons(arrays: dict[str, np.ndarray], prefix: str, flavour: int, pt_cut: float,
+                  eta_cut: float, max_rel_iso: float) -> tuple[np.ndarray, list[Lepton]]:
+    """The event number and the :class:`Lepton` of every lepton passing the cuts, in order."""
+    jagged = arrays[f"{prefix}_Px"]
+    event = np.repeat(np.arange(len(jagged)), [len(a) for a in jagged])
+    if not len(event):
+        return event, []
+    e, px, py, pz, iso = (np.concatenate(arrays[f"{prefix}_{k}"]).astype(float)
+                          for k in ("E", "Px", "Py", "Pz", "Iso"))
+    charge = np.concatenate(arrays[f"{prefix}_Charge"])
     pt = np.hypot(px, py)
     eta = np.arcsinh(pz / np.maximum(pt, 1e-9))
-    iso = arrays[f"{prefix}_Iso"][i] / np.maximum(pt, 1e-9)
-    good = (pt > pt_cut) & (np.abs(eta) < eta_cut) & (iso < max_rel_iso)
-    charge = arrays[f"{prefix}_Charge"][i]
-    return [Lepton(np.array([e[j], px[j], py[j], pz[j]], dtype=float), int(charge[j]), flavour)
-            for j in np.nonzero(good)[0]]
+    good = np.nonzero((pt > pt_cut) & (np.abs(eta) < eta_cut)
+                      & (iso / np.maximum(pt, 1e-9) < max_rel_iso))[0]
+    return event[good], [Lepton(np.array([e[j], px[j], py[j], pz[j]]), int(charge[j]), flavour)
+                         for j in good]
 
 
 def _best_quadruplet(leptons: list[Lepton], mz: float, p: HZZParams, counts: dict[str, int]
@@ -151,13 +157,15 @@ def select(p: HZZParams) -> Selection:
     out = Selection()
     n_events = len(arrays["EventWeight"])
     counts["all events"] = n_events
-    for i in range(n_events):
-        leptons = (_leptons(arrays, i, "Muon", 13, p.muon_pt, 2.4, p.max_rel_iso)
-                   + _leptons(arrays, i, "Electron", 11, p.electron_pt, 2.5, p.max_rel_iso))
-        if len(leptons) < 4:
-            continue
+    mu_event, muons = _good_leptons(arrays, "Muon", 13, p.muon_pt, 2.4, p.max_rel_iso)
+    el_event, electrons = _good_leptons(arrays, "Electron", 11, p.electron_pt, 2.5,
+                                        p.max_rel_iso)
+    event = np.concatenate([mu_event, el_event]).astype(np.int64)
+    leptons = muons + electrons
+    n_good = np.bincount(event, minlength=n_events)
+    for i in np.nonzero(n_good >= 4)[0]:
         counts["≥ 4 good leptons"] += 1
-        best = _best_quadruplet(leptons, mz, p, counts)
+        best = _best_quadruplet([leptons[j] for j in np.nonzero(event == i)[0]], mz, p, counts)
         if best is None:
             continue
         out.m4l.append(best[0])

@@ -54,6 +54,8 @@ from course_tools.plots import figure_png, new_figure
 #: good three-track vertex. (Background triplets are only built from such tracks.)
 MIN_TRACK_IP_SIG = 1.5
 MAX_VERTEX_CHI2 = 15.0
+#: Mass bins of the bin-flatness loss (hep_ml's default).
+BINS = 10
 MODELS = ("gbdt", "mlp", "flat")
 MODEL_NAMES = {"gbdt": "GBDT (LightGBM)", "mlp": "neural net (MLP)",
                "flat": "flatness-loss GBDT (hep_ml)"}
@@ -152,8 +154,9 @@ class _Booster:
         return np.column_stack([1.0 - positive, positive])
 
 
-def _train_gbdt(x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: np.ndarray,
-                p: Tau3MuParams, on_round: Any) -> _Booster:
+def train_gbdt(x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: np.ndarray,
+               p: Tau3MuParams, on_round: Any) -> _Booster:
+    """LightGBM on the challenge features, early-stopped on the validation AUC."""
     booster = train_lightgbm(
         x, y, x_val, y_val, rounds=p.n_estimators, patience=40, on_round=on_round,
         params={"objective": "binary", "metric": "auc", "learning_rate": 0.05,
@@ -162,7 +165,8 @@ def _train_gbdt(x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: np.ndarr
     return _Booster(booster)
 
 
-def _train_mlp(x: np.ndarray, y: np.ndarray, p: Tau3MuParams) -> Any:
+def train_mlp(x: np.ndarray, y: np.ndarray, p: Tau3MuParams) -> Any:
+    """A 64-32 MLP on quantile-normalised features (they span decades: distances, χ²)."""
     from sklearn.neural_network import MLPClassifier
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import QuantileTransformer
@@ -175,7 +179,8 @@ def _train_mlp(x: np.ndarray, y: np.ndarray, p: Tau3MuParams) -> Any:
     return model.fit(x, y)
 
 
-def _train_flat(x: np.ndarray, mass: np.ndarray, y: np.ndarray, p: Tau3MuParams) -> Any:
+def train_flat(x: np.ndarray, mass: np.ndarray, y: np.ndarray, p: Tau3MuParams) -> Any:
+    """hep_ml's GBDT whose loss also penalises mass dependence of the background's output."""
     import pandas as pd
     from hep_ml.gradientboosting import UGradientBoostingClassifier
     from hep_ml.losses import BinFlatnessLossFunction, KnnFlatnessLossFunction
@@ -184,7 +189,7 @@ def _train_flat(x: np.ndarray, mass: np.ndarray, y: np.ndarray, p: Tau3MuParams)
     frame["mass"] = mass
     loss: Any
     if p.flatness_loss == "bin":
-        loss = BinFlatnessLossFunction(["mass"], n_bins=10, uniform_label=0,
+        loss = BinFlatnessLossFunction(["mass"], n_bins=BINS, uniform_label=0,
                                        fl_coefficient=p.flatness, power=2)
     else:
         loss = KnnFlatnessLossFunction(["mass"], n_neighbours=min(50, max(5, len(x) // 20)),
@@ -195,7 +200,8 @@ def _train_flat(x: np.ndarray, mass: np.ndarray, y: np.ndarray, p: Tau3MuParams)
     return model.fit(frame, y)
 
 
-def _score(model: Any, kind: str, x: np.ndarray, mass: np.ndarray) -> np.ndarray:
+def predict(model: Any, kind: str, x: np.ndarray, mass: np.ndarray) -> np.ndarray:
+    """Signal probability from any of the three models (the hep_ml one wants a frame)."""
     if kind == "flat":
         import pandas as pd
 
@@ -345,15 +351,15 @@ def _train_models(ctx: ToolContext, p: Tau3MuParams, data: Dataset) -> dict[str,
         if iteration % 25 == 0:
             ctx.report(0.8 + 0.04 * iteration / p.n_estimators, f"GBDT round {iteration}")
 
-    trained: dict[str, Any] = {"gbdt": _train_gbdt(data.x[train], data.y[train], data.x[val],
+    trained: dict[str, Any] = {"gbdt": train_gbdt(data.x[train], data.y[train], data.x[val],
                                                    data.y[val], p, on_round)}
     if p.neural_net:
         ctx.report(0.84, "training the neural net")
         fit = train | val  # the MLP carves its own early-stopping split
-        trained["mlp"] = _train_mlp(data.x[fit], data.y[fit], p)
+        trained["mlp"] = train_mlp(data.x[fit], data.y[fit], p)
     ctx.report(0.87, f"training the flatness-loss GBDT ({p.flatness_loss}, "
                      f"{p.flat_estimators} trees)")
-    trained["flat"] = _train_flat(data.x[train], data.mass[train], data.y[train], p)
+    trained["flat"] = train_flat(data.x[train], data.mass[train], data.y[train], p)
     return trained
 
 
@@ -361,11 +367,11 @@ def _evaluate(kind: str, model: Any, data: Dataset, p: Tau3MuParams) -> dict[str
     """Outputs on the test and control samples, AUC with its interval, KS and CvM."""
     test, bkg = data.test, data.background_test
     res: dict[str, Any] = {
-        "test": _score(model, kind, data.x[test], data.mass[test]),
-        "bkg_test": _score(model, kind, data.x[bkg], data.mass[bkg]),
-        "control_mc": _score(model, kind, data.control_mc.matrix(),
+        "test": predict(model, kind, data.x[test], data.mass[test]),
+        "bkg_test": predict(model, kind, data.x[bkg], data.mass[bkg]),
+        "control_mc": predict(model, kind, data.control_mc.matrix(),
                              data.control_mc.cols["mass"]),
-        "control_data": _score(model, kind, data.control_data.matrix(),
+        "control_data": predict(model, kind, data.control_data.matrix(),
                                data.control_data.cols["mass"]),
     }
     res["auc"], res["auc_low"], res["auc_high"] = bootstrap_auc(

@@ -41,7 +41,7 @@ class TrackingParams(ToolParams):
     noise_hits: int = Field(default=1_000, ge=0, le=20_000, description="noise hits per event")
     b_field: float = Field(default=2.0, ge=0.5, le=4.0, description="solenoid field, tesla")
     layers: int = Field(default=10, ge=5, le=20, description="barrel layers (4 cm to 1 m)")
-    pt_min: float = Field(default=1.0, ge=0.3, le=10.0, description="lowest particle pT, GeV")
+    pt_min: float = Field(default=0.5, ge=0.3, le=10.0, description="lowest particle pT, GeV")
     pt_max: float = Field(default=20.0, ge=1.0, le=1_000.0, description="highest pT, GeV")
     eta_max: float = Field(default=1.0, ge=0.1, le=1.5, description="particles' |η| range")
     hit_resolution_um: float = Field(default=50.0, ge=1.0, le=1_000.0,
