@@ -20,7 +20,7 @@ from course_tools.base import ToolInputError
 SIMULATION_LABEL = "Simulation (Pythia 8 + toy detector)"
 
 
-def testdata_file(name: str) -> Path:
+def skhep_testdata_file(name: str) -> Path:
     """The path of a file shipped inside scikit-hep-testdata 0.3.12, never downloaded.
 
     ``skhep_testdata.data_path`` would fetch files it knows as remote; reading the package's

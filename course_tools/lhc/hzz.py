@@ -23,7 +23,7 @@ from course_tools.lhc.common import (
     cms_style,
     invariant_mass,
     pdg_mass_width_gev,
-    testdata_file,
+    skhep_testdata_file,
 )
 from course_tools.plots import figure_png, new_figure
 
@@ -150,7 +150,7 @@ def select(p: HZZParams) -> Selection:
 
     branches = [f"{prefix}_{k}" for prefix in ("Muon", "Electron")
                 for k in ("E", "Px", "Py", "Pz", "Charge", "Iso")] + ["EventWeight"]
-    with uproot.open(testdata_file("uproot-HZZ.root")) as handle:
+    with uproot.open(skhep_testdata_file("uproot-HZZ.root")) as handle:
         arrays = handle["events"].arrays(branches, library="np")
     mz, _ = pdg_mass_width_gev(23)
     counts = dict.fromkeys(STAGES, 0)

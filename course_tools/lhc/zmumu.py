@@ -25,7 +25,7 @@ from course_tools.base import (
     ToolResult,
     ToolSpec,
 )
-from course_tools.lhc.common import cms_label, cms_style, pdg_mass_width_gev, testdata_file
+from course_tools.lhc.common import cms_label, cms_style, pdg_mass_width_gev, skhep_testdata_file
 from course_tools.plots import figure_png, new_figure
 
 Z_PDGID = 23
@@ -60,7 +60,7 @@ def load_pairs(muons: str = "tracker") -> tuple[np.ndarray, int, int]:
     collisions, and the number of rows in the file."""
     import uproot
 
-    with uproot.open(testdata_file("uproot-Zmumu.root")) as handle:
+    with uproot.open(skhep_testdata_file("uproot-Zmumu.root")) as handle:
         arrays = handle["events"].arrays(["Type", "Run", "Event", "Q1", "Q2", "pt1", "pt2",
                                           "M"], library="np")
     rows = len(arrays["M"])

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from course_tools.base import ToolContext
-from course_tools.lhc.common import pdg_mass_width_gev
+from course_tools.base import ToolContext, ToolInputError
+from course_tools.lhc.common import pdg_mass_width_gev, skhep_testdata_file
 from course_tools.lhc.zmumu import ZmumuParams, ZPeakFit, load_pairs, run_zmumu
 from course_tools.params import ParamError, build_params
 from course_tools.plots import is_png
@@ -60,3 +60,8 @@ def test_bad_parameters_are_explained(raw: dict[str, str], expected: str) -> Non
     with pytest.raises(ParamError) as info:
         build_params(ZmumuParams, raw)
     assert expected in str(info.value)
+
+
+def test_a_missing_testdata_file_says_what_to_install() -> None:
+    with pytest.raises(ToolInputError, match="scikit-hep-testdata==0.3.12"):
+        skhep_testdata_file("no-such-file.root")
