@@ -11,14 +11,17 @@ from typing import TextIO
 
 from bot.core.assistant import Assistant
 from bot.core.messages import (
+    Attachment,
     DocumentReply,
     ImageReply,
     Message,
+    ProgressEdit,
     ProgressHandle,
     ProgressReply,
     ProgressState,
     Reply,
     TextReply,
+    sniff_image,
 )
 
 EXIT_COMMANDS = {"/quit", "/exit"}
@@ -27,7 +30,10 @@ EXIT_COMMANDS = {"/quit", "/exit"}
 class ConsoleChannel:
     """Feeds lines to the :class:`Assistant` and prints what it answers.
 
-    Images and documents are written under ``<data_dir>/console`` and their paths printed.
+    A word of the line that is the path of an image file sends that image with the message
+    (``/remember alice ~/photos/alice.jpg``), as a photo with a caption would in Telegram.
+    Images and documents that come back are written under ``<data_dir>/console`` and their
+    paths printed.
     """
 
     def __init__(
@@ -50,12 +56,38 @@ class ConsoleChannel:
 
     def send(self, text: str) -> list[Reply]:
         """Handle one line and print the replies."""
+        text, attachments, problem = self._attachments(text)
+        if problem:
+            self._print(problem)
+            return [TextReply(problem)]
         replies = self.assistant.handle(
-            Message(chat_id=self.chat_id, user_id=self.user_id, text=text, channel="console")
+            Message(chat_id=self.chat_id, user_id=self.user_id, text=text, channel="console",
+                    attachments=attachments)
         )
         for reply in replies:
             self._print_reply(reply)
         return replies
+
+    def _attachments(self, text: str) -> tuple[str, tuple[Attachment, ...], str | None]:
+        """The line without its image paths, the images, and why one cannot be sent."""
+        words, found = [], []
+        limit = self.assistant.settings.max_upload_bytes
+        for word in text.split(" "):
+            path = Path(word).expanduser()
+            if not word or "/" not in word and "." not in word or not path.is_file():
+                words.append(word)
+                continue
+            if path.stat().st_size > limit:
+                return text, (), (f"{path} is too big ({path.stat().st_size:,} bytes); I "
+                                  f"accept up to {limit:,} (AMLBOT_MAX_UPLOAD_BYTES).")
+            data = path.read_bytes()
+            sniffed = sniff_image(data)
+            if sniffed is None:
+                words.append(word)  # a file, but not an image: part of the text
+                continue
+            found.append(Attachment(kind="image", data=data, filename=path.name,
+                                    mime_type=sniffed[0]))
+        return " ".join(words).strip(), tuple(found), None
 
     def _print_later(self, chat_id: str, replies: Sequence[Reply]) -> None:
         """Print replies that arrive after the message was answered (job results)."""
@@ -68,7 +100,7 @@ class ConsoleChannel:
             print(text, file=self.out, flush=True)
 
     def _print_reply(self, reply: Reply) -> None:
-        if isinstance(reply, TextReply):
+        if isinstance(reply, TextReply | ProgressEdit):
             self._print(reply.text)
         elif isinstance(reply, ImageReply | DocumentReply):
             path = self._save(reply.data, reply.filename)

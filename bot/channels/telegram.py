@@ -33,11 +33,13 @@ from bot.core.messages import (
     DocumentReply,
     ImageReply,
     Message,
+    ProgressEdit,
     ProgressHandle,
     ProgressReply,
     ProgressState,
     Reply,
     TextReply,
+    sniff_image,
 )
 from bot.settings import Settings
 
@@ -128,24 +130,6 @@ def _split_long_line(line: str, limit: int) -> list[str]:
         pieces.append(line[start:end])
         start = end
     return pieces
-
-
-_IMAGE_SIGNATURES = (
-    (b"\x89PNG\r\n\x1a\n", "image/png", ".png"),
-    (b"\xff\xd8\xff", "image/jpeg", ".jpg"),
-    (b"GIF87a", "image/gif", ".gif"),
-    (b"GIF89a", "image/gif", ".gif"),
-)
-
-
-def sniff_image(data: bytes) -> tuple[str, str] | None:
-    """``(mime type, extension)`` when ``data`` starts like an image we accept, else None."""
-    for signature, mime, ext in _IMAGE_SIGNATURES:
-        if data.startswith(signature):
-            return mime, ext
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "image/webp", ".webp"
-    return None
 
 
 def _split_caption(caption: str) -> tuple[str, str]:
@@ -461,7 +445,7 @@ class TelegramChannel:
             await self._deliver(bot, chat_id, replies)
 
     async def _send_reply(self, bot: Bot, chat_id: int, reply: Reply) -> None:
-        if isinstance(reply, TextReply):
+        if isinstance(reply, TextReply | ProgressEdit):
             await self._send_text(bot, chat_id, reply.text)
         elif isinstance(reply, ImageReply) and reply.filename.lower().endswith(".gif"):
             # send_photo would show only the first frame of an animation.

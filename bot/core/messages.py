@@ -146,15 +146,44 @@ class ProgressReply:
         return self.handle.render()
 
 
-Reply = TextReply | ImageReply | DocumentReply | ProgressReply
+@dataclass(frozen=True)
+class ProgressEdit:
+    """The last word on a progress message sent earlier, found by its handle's ``progress_id``
+    (a job's is ``job-<id>``): the channel edits that message to ``text``, or sends ``text``
+    when it no longer knows the message (after a restart, say)."""
+
+    progress_id: str
+    text: str
+    kind: Literal["progress_edit"] = "progress_edit"
+
+
+Reply = TextReply | ImageReply | DocumentReply | ProgressReply | ProgressEdit
 
 
 def reply_text(reply: Reply) -> str:
     """A one-line text rendering of any reply, for storage and text-only channels."""
     if isinstance(reply, TextReply):
         return reply.text
-    if isinstance(reply, ProgressReply):
+    if isinstance(reply, ProgressReply | ProgressEdit):
         return reply.text
     if isinstance(reply, ImageReply):
         return f"[image {reply.filename}] {reply.caption}".strip()
     return f"[document {reply.filename}] {reply.caption}".strip()
+
+
+_IMAGE_SIGNATURES = (
+    (b"\x89PNG\r\n\x1a\n", "image/png", ".png"),
+    (b"\xff\xd8\xff", "image/jpeg", ".jpg"),
+    (b"GIF87a", "image/gif", ".gif"),
+    (b"GIF89a", "image/gif", ".gif"),
+)
+
+
+def sniff_image(data: bytes) -> tuple[str, str] | None:
+    """``(mime type, extension)`` when ``data`` starts like an image we accept, else None."""
+    for signature, mime, ext in _IMAGE_SIGNATURES:
+        if data.startswith(signature):
+            return mime, ext
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp", ".webp"
+    return None

@@ -140,7 +140,7 @@ class JobManager:
             raise RuntimeError("the job manager is closed")
         spec = self._new_job(invocation, chat_id, user_id, inputs)
         job_id = spec.job_id
-        handle = ProgressHandle(title=f"{invocation.title} · job {job_id}")
+        handle = ProgressHandle(title=f"{invocation.title} · job {job_id}", id=f"job-{job_id}")
         with self._lock:
             self._pending.append(job_id)
             self._specs[job_id] = spec

@@ -164,7 +164,8 @@ class ToolsSkill(BaseSkill):
         found = self._chat_command(name)
         if found is not None:
             spec, chat = found
-            return self._start(request, parse_request(spec, request.args, command=chat.command))
+            return self._start(request, parse_request(spec, request.args, command=chat.command),
+                               compact=True)
         course = self.tools.course_commands.get(name)
         if course is None:
             return [TextReply("Try /tools.")]
@@ -197,8 +198,10 @@ class ToolsSkill(BaseSkill):
         return self._start(request, parse_request(
             spec, command=wanted if wanted in known else None, slots=slots))
 
-    def _start(self, request: Request, wanted: ToolRequest) -> list[Reply]:
-        """Check access, then read the parameters, then queue the job."""
+    def _start(self, request: Request, wanted: ToolRequest, *,
+               compact: bool = False) -> list[Reply]:
+        """Check access, then read the parameters, then queue the job. ``compact``: a tool's
+        own chat command (``/faces``) answers with the live progress message alone."""
         spec, command = wanted.spec, wanted.command
         message = request.message
         refusal = self._refusal(message.user_id, spec, command)
@@ -225,6 +228,9 @@ class ToolsSkill(BaseSkill):
             job_id = self.jobs.submit(invocation, message.chat_id, message.user_id,
                                       inputs=inputs)
         self._channels[job_id] = message.channel
+        handle = self.jobs.handle(job_id)
+        if compact and handle is not None:
+            return [ProgressReply(handle)]
         info = self.jobs.status(job_id)
         queue = (f" It is number {info.position} in the queue."
                  if info is not None and info.position and
@@ -234,7 +240,6 @@ class ToolsSkill(BaseSkill):
             f"I'll post the results here when it is done. /job {job_id} shows it, "
             f"/cancel {job_id} stops it."
         )]
-        handle = self.jobs.handle(job_id)
         if handle is not None:
             replies.append(ProgressReply(handle))
         return replies

@@ -197,10 +197,9 @@ def _plot(sel: Selection) -> bytes:
         return figure_png(fig)
 
 
-def run_hzz(ctx: ToolContext) -> ToolResult:
+def run_hzz(ctx: ToolContext[HZZParams]) -> ToolResult:
     """Select four-lepton events and show m4ℓ, the Z1/Z2 masses and the cut flow."""
     p = ctx.params
-    assert isinstance(p, HZZParams)
     ctx.report(0.05, "reading uproot-HZZ.root and selecting four-lepton events")
     sel = select(p)
     ctx.report(0.8, "plotting")

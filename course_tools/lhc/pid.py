@@ -224,12 +224,11 @@ def _plot(confusion: np.ndarray, rocs: dict[str, tuple[np.ndarray, np.ndarray, f
     return figure_png(fig)
 
 
-def train_pid(ctx: ToolContext) -> ToolResult:
+def train_pid(ctx: ToolContext[PIDParams]) -> ToolResult:
     """Simulate tracks, train the multi-class GBDT, report per-class AUC and the confusion."""
     from sklearn.metrics import confusion_matrix, roc_auc_score, roc_curve
 
     p = ctx.params
-    assert isinstance(p, PIDParams)
     rng = np.random.default_rng(p.seed)
     ctx.report(0.05, f"simulating {p.n_per_class * len(CLASSES):,} tracks")
     x, label = simulate_tracks(p, rng)

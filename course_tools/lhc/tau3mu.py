@@ -428,10 +428,9 @@ def _summary(p: Tau3MuParams, data: Dataset, results: dict[str, dict[str, Any]],
     return text, metrics
 
 
-def train_tau3mu(ctx: ToolContext) -> ToolResult:
+def train_tau3mu(ctx: ToolContext[Tau3MuParams]) -> ToolResult:
     """Generate (or reuse) the samples, train the three classifiers and run both checks."""
     p = ctx.params
-    assert isinstance(p, Tau3MuParams)
     started = time.perf_counter()
     samples, from_cache = _simulate(ctx, p)
     generation_seconds = time.perf_counter() - started

@@ -374,12 +374,11 @@ def _plot(event: Event, track: np.ndarray, tracker: HoughTracker, title: str) ->
     return figure_png(fig)
 
 
-def run_tracking(ctx: ToolContext) -> ToolResult:
+def run_tracking(ctx: ToolContext[TrackingParams]) -> ToolResult:
     """Simulate events, find tracks with the Hough transform and score them."""
     import time
 
     p = ctx.params
-    assert isinstance(p, TrackingParams)
     rng = np.random.default_rng(p.seed)
     tracker = HoughTracker(b_field=p.b_field, pt_min=p.pt_min, phi_bins=p.phi_bins,
                            qpt_bins=p.qpt_bins, eta_bins=p.eta_bins,

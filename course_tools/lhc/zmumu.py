@@ -215,10 +215,9 @@ def _plot(fit: ZPeakFit, mass_pdg: float, muons: str) -> bytes:
         return figure_png(fig)
 
 
-def run_zmumu(ctx: ToolContext) -> ToolResult:
+def run_zmumu(ctx: ToolContext[ZmumuParams]) -> ToolResult:
     """Fit the Z peak of the real CMS dimuon events and compare with the PDG mass."""
     p = ctx.params
-    assert isinstance(p, ZmumuParams)
     ctx.report(0.05, "reading the CMS dimuon file")
     masses, collisions, rows = load_pairs(p.muons)
     ctx.report(0.3, f"fitting {len(masses)} pairs")

@@ -74,10 +74,9 @@ def process_photo(job: tuple[bytes, int, int]) -> tuple[int, float]:
     return len(faces), time.process_time() - cpu
 
 
-def bench_faces(ctx: ToolContext) -> ToolResult:
+def bench_faces(ctx: ToolContext[BenchParams]) -> ToolResult:
     """Time detection plus encoding over synthetic photos of ORL faces."""
     p = ctx.params
-    assert isinstance(p, BenchParams)
     ctx.report(0.02, "making the photos")
     images, _ = load_orl(40)
     rng = np.random.default_rng(p.seed)

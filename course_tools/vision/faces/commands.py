@@ -99,10 +99,9 @@ def _size_note(image: DecodedImage) -> str:
     return f" (photo downscaled from {w0}x{h0} to {w}x{h})"
 
 
-def detect_faces(ctx: ToolContext) -> ToolResult:
+def detect_faces(ctx: ToolContext[DetectParams]) -> ToolResult:
     """Find the faces in the photo and name the ones enrolled in this chat."""
     p = ctx.params
-    assert isinstance(p, DetectParams)
     start = time.perf_counter()
     ctx.report(0.05, "decoding the photo")
     image = photo(ctx, p.max_side)
@@ -143,10 +142,9 @@ def detect_faces(ctx: ToolContext) -> ToolResult:
                       images=[("faces.png", annotate(image.pixels, labels))])
 
 
-def remember_face(ctx: ToolContext) -> ToolResult:
+def remember_face(ctx: ToolContext[RememberParams]) -> ToolResult:
     """Enrol the face in the photo under NAME (its embedding only, in this chat's memory)."""
     p = ctx.params
-    assert isinstance(p, RememberParams)
     ctx.report(0.05, "decoding the photo")
     people = People(ctx.memory)
     known = people.find(p.name)
@@ -200,10 +198,9 @@ def choose_face(faces: list[FoundFace], wanted: int, name: str) -> FoundFace:
         f"photo of {name} alone.")
 
 
-def forget_person(ctx: ToolContext) -> ToolResult:
+def forget_person(ctx: ToolContext[NameParams]) -> ToolResult:
     """Remove NAME and all their embeddings from this chat."""
     p = ctx.params
-    assert isinstance(p, NameParams)
     people = People(ctx.memory)
     known = people.find(p.name)
     if known is None:

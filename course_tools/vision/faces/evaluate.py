@@ -315,10 +315,9 @@ def _plot(ours: Verification, base: Verification, threshold: float) -> bytes:
     return figure_png(fig)
 
 
-def evaluate_faces(ctx: ToolContext) -> ToolResult:
+def evaluate_faces(ctx: ToolContext[EvaluateParams]) -> ToolResult:
     """Measure the tool's recognition on ORL (see the module docstring for the protocol)."""
     p = ctx.params
-    assert isinstance(p, EvaluateParams)
     if p.val_identities > p.people - 4:
         raise ToolInputError(f"val_identities={p.val_identities} leaves too few test people "
                              f"out of {p.people}; use at most {p.people - 4}.")

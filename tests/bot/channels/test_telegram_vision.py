@@ -1,0 +1,114 @@
+"""Faces end to end: photos with /remember and /faces through the real ``amlbot telegram``
+process and the fake Bot API server; recognition is per chat; bad images get clear answers."""
+
+from __future__ import annotations
+
+import io
+import re
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from course_tools.vision.faces.bench import make_photo
+from course_tools.vision.faces.evaluate import load_orl
+from course_tools.vision.images import encode_jpeg
+from tests.bot.channels.test_telegram_e2e import RunningBot, _start
+from tests.support.fake_bot_api import FakeBotApi
+
+TOKEN = "123456789:AAHfakeTokenForEndToEndTests_x1y2z3"
+
+
+def _photo(faces: list[np.ndarray], seed: int = 0) -> bytes:
+    """A 320 px JPEG with these ORL crops on it (small: the test bot accepts 50 kB)."""
+    return encode_jpeg(make_photo(faces, 320, np.random.default_rng(seed)))
+
+
+def _job_result(api: FakeBotApi, chat: int, command: str, timeout: float = 120.0) -> str:
+    """The text of the finished-job message for ``command`` in ``chat``."""
+    pattern = re.compile(rf"Job \w+ \(vision\.faces {command}\) (finished|failed)")
+    api.wait_for(lambda a: any(pattern.search(t) for t in a.texts(chat)), timeout=timeout)
+    return next(t for t in api.texts(chat) if pattern.search(t))
+
+
+def _png_bomb(side: int = 50_000) -> bytes:
+    """A valid PNG header claiming ``side`` x ``side`` pixels over a tiny body."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+
+    header = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+            + chunk(b"IDAT", zlib.compress(b"\x00" * 1024)) + chunk(b"IEND", b""))
+
+
+@pytest.mark.timeout(600)
+def test_remember_then_faces_names_the_person_in_this_chat_only(tmp_path: Path) -> None:
+    crops, _ = load_orl(3)
+    alice_first, alice_again = crops[0], crops[4]  # person 1, shots 1 and 5
+    with FakeBotApi(TOKEN) as api:
+        running: RunningBot = _start(api, tmp_path / "bot")
+        try:
+            api.wait_for(lambda a: bool(a.calls("getUpdates")), timeout=60)
+            enrol = api.add_file(_photo([alice_first]))
+            api.push_photo(101, enrol, caption="/remember alice")
+            assert "alice" in _job_result(api, 101, "remember").lower()
+
+            probe = api.add_file(_photo([alice_again], seed=5))
+            api.push_photo(101, probe, caption="/faces")
+            found = _job_result(api, 101, "detect")
+            assert "alice" in found.lower(), found
+            api.wait_for(lambda a: bool(a.calls("sendPhoto", 101)), timeout=60)
+
+            # The same photo in another chat: nobody is enrolled there.
+            api.push_photo(202, probe, caption="/faces")
+            elsewhere = _job_result(api, 202, "detect")
+            assert "alice" not in elsewhere.lower(), elsewhere
+            assert "unknown" in elsewhere.lower() or "1 face" in elsewhere.lower()
+
+            api.push_text(101, "/faces list")
+            listed = re.compile(r"Job \w+ \(vision\.faces list\) finished")
+            api.wait_for(lambda a: any(listed.search(t) for t in a.texts(101)), timeout=120)
+            assert "alice" in next(t for t in api.texts(101) if listed.search(t)).lower()
+        finally:
+            running.stop()
+
+
+@pytest.mark.timeout(600)
+def test_bad_images_get_clear_answers_and_others_keep_being_answered(tmp_path: Path) -> None:
+    crops, _ = load_orl(30)
+    good = _photo([crops[0]])
+    one_pixel = io.BytesIO()
+    Image.new("RGB", (1, 1)).save(one_pixel, format="PNG")
+    cases = {
+        301: good[: len(good) // 2],          # a truncated JPEG
+        302: _png_bomb(),                      # a decompression bomb
+        303: one_pixel.getvalue(),             # a 1x1 image
+        304: b"this is not an image" * 50,     # not an image at all
+        305: bytes(60_000),                    # over the test bot's 50 kB limit
+        306: _photo([], seed=1),               # no face
+    }
+    with FakeBotApi(TOKEN) as api:
+        running = _start(api, tmp_path / "bot")
+        try:
+            api.wait_for(lambda a: bool(a.calls("getUpdates")), timeout=60)
+            for chat, data in cases.items():
+                api.push_photo(chat, api.add_file(data), caption="/faces")
+            api.push_text(399, "/start")
+            api.wait_for(lambda a: bool(a.texts(399)), timeout=60)  # others still answered
+            for chat in cases:
+                api.wait_for(lambda a, c=chat: any(
+                    "failed" in t or "finished" in t or "too big" in t or "broken" in t
+                    for t in a.texts(c)), timeout=180)
+            texts = {chat: " ".join(api.texts(chat)).lower() for chat in cases}
+            assert "too big" in texts[305]
+            assert "broken" in texts[304] or "not" in texts[304]
+            for chat in (301, 302, 303, 306):
+                assert "went wrong" not in texts[chat] and "traceback" not in texts[chat]
+            assert "no face" in texts[306]
+            assert running.process.poll() is None  # the bot is still up
+        finally:
+            running.stop()
