@@ -1,0 +1,164 @@
+"""Mean (target) encodings that never read a row's own target.
+
+The course's regularisations, all in :class:`TargetEncoder`:
+
+* **out of fold**: a training row's encoding comes from the other K folds only
+  (``scheme="kfold"``; folds never split a group when ``groups`` are given);
+* **expanding mean**: for time-ordered data, from the rows strictly earlier in time
+  (``scheme="expanding"``; rows at the same time do not see each other);
+* **smoothing** toward the global mean: ``(sum + a * prior) / (count + a)``;
+* **noise**: Gaussian noise on the training rows' encodings only.
+
+New rows (validation, test) are encoded with the statistics of every training row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+import pandas as pd
+
+if TYPE_CHECKING:
+    from course_tools.compete.problem import Problem
+
+Scheme = Literal["kfold", "expanding"]
+
+
+def encoding_scheme(problem: Problem) -> Scheme:
+    """Expanding means for time-ordered problems, K-fold OOF means otherwise."""
+    return "expanding" if problem.scheme == "time" else "kfold"
+
+
+def _as_matrix(y: np.ndarray) -> np.ndarray:
+    """Targets as a float (n, k) matrix (k > 1 for one-hot multiclass targets)."""
+    array = np.asarray(y, dtype=float)
+    return array[:, None] if array.ndim == 1 else array
+
+
+class TargetEncoder:
+    """Out-of-fold, smoothed, optionally noisy mean encodings of categorical columns.
+
+    ``fit_transform(X, y)`` returns the training rows' encodings (each from other rows only)
+    and remembers full statistics; ``transform(X)`` encodes new rows. Unseen categories and
+    missing values (a category of their own) fall back to the prior.
+    """
+
+    def __init__(self, columns: Sequence[str], *, scheme: Scheme = "kfold", n_splits: int = 5,
+                 smoothing: float = 20.0, noise: float = 0.0, random_state: int = 0) -> None:
+        self.columns = list(columns)
+        self.scheme = scheme
+        self.n_splits = n_splits
+        self.smoothing = smoothing
+        self.noise = noise
+        self.random_state = random_state
+
+    def feature_names(self, n_targets: int) -> list[str]:
+        if n_targets == 1:
+            return [f"te_{col}" for col in self.columns]
+        return [f"te_{col}_{k}" for col in self.columns for k in range(n_targets)]
+
+    def fit(self, X: pd.DataFrame, y: np.ndarray) -> TargetEncoder:
+        """Remember each category's target sum and count over all rows of ``X``."""
+        Y = _as_matrix(y)
+        self.prior_ = Y.mean(axis=0)
+        self.n_targets_ = Y.shape[1]
+        self.categories_: dict[str, pd.Index] = {}
+        self.sums_: dict[str, np.ndarray] = {}
+        self.counts_: dict[str, np.ndarray] = {}
+        for col in self.columns:
+            codes, uniques = pd.factorize(X[col], use_na_sentinel=False)
+            self.categories_[col] = pd.Index(uniques)
+            self.counts_[col] = np.bincount(codes, minlength=len(uniques)).astype(float)
+            self.sums_[col] = np.stack([np.bincount(codes, weights=Y[:, k],
+                                                    minlength=len(uniques))
+                                        for k in range(self.n_targets_)], axis=1)
+        self.feature_names_ = self.feature_names(self.n_targets_)
+        return self
+
+    def _smooth(self, sums: np.ndarray, counts: np.ndarray, prior: np.ndarray) -> np.ndarray:
+        return np.asarray((sums + self.smoothing * prior) / (counts[:, None] + self.smoothing))
+
+    def transform(self, X: pd.DataFrame) -> np.ndarray:
+        """Encode new rows with the statistics of every row seen by :meth:`fit`."""
+        out = []
+        for col in self.columns:
+            index = self.categories_[col].get_indexer(X[col])
+            seen = index >= 0
+            sums = np.zeros((len(X), self.n_targets_))
+            counts = np.zeros(len(X))
+            sums[seen] = self.sums_[col][index[seen]]
+            counts[seen] = self.counts_[col][index[seen]]
+            out.append(self._smooth(sums, counts, self.prior_))
+        return np.concatenate(out, axis=1) if out else np.zeros((len(X), 0))
+
+    def fit_transform(self, X: pd.DataFrame, y: np.ndarray, *, order: np.ndarray | None = None,
+                      groups: np.ndarray | None = None) -> np.ndarray:
+        """The training rows' own encodings, each computed without that row's target.
+
+        ``order`` (times) is needed by the expanding scheme; ``groups`` keeps a group's rows in
+        one fold of the K-fold scheme.
+        """
+        self.fit(X, y)
+        Y = _as_matrix(y)
+        if self.scheme == "expanding":
+            if order is None:
+                raise ValueError("the expanding scheme needs the rows' order (times)")
+            encoded = self._expanding(X, Y, np.asarray(order))
+        else:
+            encoded = self._out_of_fold(X, Y, groups)
+        if self.noise > 0:
+            rng = np.random.default_rng(self.random_state)
+            scale = self.noise * max(float(Y.std()), 1e-12)
+            encoded = encoded + rng.normal(0.0, scale, size=encoded.shape)
+        return encoded
+
+    def _fold_ids(self, n: int, groups: np.ndarray | None) -> np.ndarray:
+        rng = np.random.default_rng(self.random_state)
+        if groups is None:
+            return np.asarray(rng.permutation(n) % self.n_splits)
+        _, group_codes = np.unique(groups, return_inverse=True)
+        group_fold = rng.permutation(group_codes.max() + 1) % self.n_splits
+        return np.asarray(group_fold[group_codes])
+
+    def _out_of_fold(self, X: pd.DataFrame, Y: np.ndarray,
+                     groups: np.ndarray | None) -> np.ndarray:
+        folds = self._fold_ids(len(X), groups)
+        out = np.zeros((len(X), len(self.columns) * self.n_targets_))
+        for j, col in enumerate(self.columns):
+            codes = self.categories_[col].get_indexer(X[col])
+            n_cats = len(self.categories_[col])
+            block = slice(j * self.n_targets_, (j + 1) * self.n_targets_)
+            for fold in range(self.n_splits):
+                inside = folds == fold
+                if not inside.any():
+                    continue
+                outside = ~inside
+                counts = self.counts_[col] - np.bincount(codes[inside], minlength=n_cats)
+                sums = self.sums_[col] - np.stack(
+                    [np.bincount(codes[inside], weights=Y[inside, k], minlength=n_cats)
+                     for k in range(self.n_targets_)], axis=1)
+                prior = Y[outside].mean(axis=0) if outside.any() else self.prior_
+                rows = codes[inside]
+                out[inside, block] = self._smooth(sums[rows], counts[rows], prior)
+        return out
+
+    def _expanding(self, X: pd.DataFrame, Y: np.ndarray, order: np.ndarray) -> np.ndarray:
+        out = np.zeros((len(X), len(self.columns) * self.n_targets_))
+        targets = [f"y{k}" for k in range(self.n_targets_)]
+        for j, col in enumerate(self.columns):
+            codes = self.categories_[col].get_indexer(X[col])
+            frame = pd.DataFrame(Y, columns=targets)
+            frame["n"] = 1.0
+            frame["c"] = codes
+            frame["t"] = order
+            per_time = frame.groupby(["c", "t"], sort=True).sum()
+            # cumulative over earlier times within the category, excluding the own time step
+            before = per_time.groupby(level="c").cumsum() - per_time
+            rows = before.reindex(pd.MultiIndex.from_arrays([codes, order], names=["c", "t"]))
+            sums = rows[targets].to_numpy()
+            counts = rows["n"].to_numpy()
+            block = slice(j * self.n_targets_, (j + 1) * self.n_targets_)
+            out[:, block] = self._smooth(sums, counts, self.prior_)
+        return out
