@@ -8,8 +8,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+from matplotlib.ticker import NullFormatter
 
-from course_tools.compete.problem import Problem
+from course_tools.compete.problem import Problem, order_as_datetime
 from course_tools.compete.validation import Fold
 from course_tools.plots import figure_png, new_figure
 
@@ -67,6 +68,7 @@ def eda_png(problem: Problem, folds: list[Fold]) -> bytes:
     cards = table.nunique().sort_values(ascending=False).head(TOP)
     axes[2].barh([str(c) for c in cards.index][::-1], cards.to_numpy()[::-1])
     axes[2].set_xscale("log")
+    axes[2].xaxis.set_minor_formatter(NullFormatter())
     axes[2].set_title("distinct values per column (log)")
     _over_time_or_group(axes[3], problem)
     column = _best_category(problem)
@@ -78,18 +80,30 @@ def eda_png(problem: Problem, folds: list[Fold]) -> bytes:
         axes[4].set_title(f"{_target_label(problem)} by {column} (largest levels)")
     else:
         axes[4].set_axis_off()
-    for k, fold in enumerate(folds):
-        for rows, colour in ((fold.fit, "tab:blue"), (fold.val, "tab:orange")):
-            position = np.sort(rows) if problem.order is None else problem.order[rows]
-            axes[5].plot([position.min(), position.max()], [k, k], color=colour, linewidth=6,
-                         solid_capstyle="butt", alpha=0.8 if problem.order is not None else 0.0)
-            if problem.order is None:
-                axes[5].barh(k, len(rows), left=0 if colour == "tab:blue" else len(fold.fit),
-                             color=colour)
-    axes[5].set_yticks(range(len(folds)), [f"fold {k + 1}" for k in range(len(folds))])
-    axes[5].set_title(f"{problem.scheme} folds: fit (blue), validate (orange)")
-    axes[5].set_xlabel(problem.time_name or "rows")
+    _folds_panel(axes[5], problem, folds)
     return figure_png(fig)
+
+
+def _times(problem: Problem, values: np.ndarray) -> np.ndarray | pd.DatetimeIndex:
+    return order_as_datetime(values) if problem.order_is_datetime else values
+
+
+def _folds_panel(ax: Axes, problem: Problem, folds: list[Fold]) -> None:
+    """Each fold as a bar: its fit rows and its validation rows (spans in time, or counts)."""
+    for k, fold in enumerate(folds):
+        if problem.order is not None:
+            for rows, colour in ((fold.fit, "tab:blue"), (fold.val, "tab:orange")):
+                ends = _times(problem, np.array([problem.order[rows].min(),
+                                                 problem.order[rows].max()]))
+                ax.plot(ends, [k, k], color=colour, linewidth=8, solid_capstyle="butt")
+        else:
+            ax.barh(k, len(fold.fit), color="tab:blue")
+            ax.barh(k, len(fold.val), left=len(fold.fit), color="tab:orange")
+    ax.set_yticks(range(len(folds)), [f"fold {k + 1}" for k in range(len(folds))])
+    ax.set_title(f"{problem.scheme} folds: fit (blue), validate (orange)")
+    ax.set_xlabel(problem.time_name or "rows")
+    if problem.order_is_datetime:
+        ax.tick_params(axis="x", labelrotation=30)
 
 
 def _target_panel(ax: Axes, problem: Problem) -> None:
@@ -114,9 +128,11 @@ def _over_time_or_group(ax: Axes, problem: Problem) -> None:
                        labels=False)
         frame = pd.DataFrame({"t": problem.order, "y": y, "bin": bins})
         stats = frame.groupby("bin").agg(t=("t", "mean"), y=("y", "mean"))
-        ax.plot(stats["t"], stats["y"], marker=".")
-        split = problem.order[problem.is_test].min()
+        ax.plot(_times(problem, stats["t"].to_numpy()), stats["y"], marker=".")
+        split = _times(problem, np.array([problem.order[problem.is_test].min()]))[0]
         ax.axvline(split, color="grey", linestyle="--", label="test starts")
+        if problem.order_is_datetime:
+            ax.tick_params(axis="x", labelrotation=30)
         ax.set_xlabel(problem.time_name)
         ax.set_title(f"{_target_label(problem)} over time")
         ax.legend(fontsize=8)

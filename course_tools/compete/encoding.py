@@ -6,7 +6,8 @@ The course's regularisations, all in :class:`TargetEncoder`:
   (``scheme="kfold"``; folds never split a group when ``groups`` are given);
 * **expanding mean**: for time-ordered data, from the rows strictly earlier in time
   (``scheme="expanding"``; rows at the same time do not see each other);
-* **smoothing** toward the global mean: ``(sum + a * prior) / (count + a)``;
+* **smoothing** toward the global mean: ``(sum + a * prior) / (count + a)``, where the prior is
+  itself out of fold (the other folds' mean, or the mean of all earlier rows);
 * **noise**: Gaussian noise on the training rows' encodings only.
 
 New rows (validation, test) are encoded with the statistics of every training row.
@@ -78,7 +79,11 @@ class TargetEncoder:
         return self
 
     def _smooth(self, sums: np.ndarray, counts: np.ndarray, prior: np.ndarray) -> np.ndarray:
-        return np.asarray((sums + self.smoothing * prior) / (counts[:, None] + self.smoothing))
+        """``(sum + a * prior) / (count + a)``, and the prior itself where nothing was seen."""
+        weight = counts[:, None] + self.smoothing
+        mean = sums / np.where(weight > 0, weight, 1.0)
+        return np.asarray(np.where(weight > 0, mean + self.smoothing * prior / np.where(
+            weight > 0, weight, 1.0), prior))
 
     def transform(self, X: pd.DataFrame) -> np.ndarray:
         """Encode new rows with the statistics of every row seen by :meth:`fit`."""
@@ -145,8 +150,14 @@ class TargetEncoder:
         return out
 
     def _expanding(self, X: pd.DataFrame, Y: np.ndarray, order: np.ndarray) -> np.ndarray:
+        """Means over strictly earlier times, smoothed toward the mean of all earlier rows;
+        rows with no earlier row at all get NaN (no history: the models' missing value)."""
         out = np.zeros((len(X), len(self.columns) * self.n_targets_))
         targets = [f"y{k}" for k in range(self.n_targets_)]
+        steps = pd.DataFrame(Y, columns=targets).assign(n=1.0, t=order).groupby("t").sum()
+        earlier = (steps.cumsum() - steps).reindex(order)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            prior = earlier[targets].to_numpy() / earlier[["n"]].to_numpy()
         for j, col in enumerate(self.columns):
             codes = self.categories_[col].get_indexer(X[col])
             frame = pd.DataFrame(Y, columns=targets)
@@ -160,5 +171,5 @@ class TargetEncoder:
             sums = rows[targets].to_numpy()
             counts = rows["n"].to_numpy()
             block = slice(j * self.n_targets_, (j + 1) * self.n_targets_)
-            out[:, block] = self._smooth(sums, counts, self.prior_)
+            out[:, block] = (sums + self.smoothing * prior) / (counts[:, None] + self.smoothing)
         return out

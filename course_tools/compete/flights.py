@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from course_tools.compete.data import DatasetRef, load
-from course_tools.compete.problem import Problem
+from course_tools.compete.problem import Problem, datetime_order
 
 REF = DatasetRef("nycflights13", "flights")
 LATE_MINUTES = 15
@@ -164,7 +164,8 @@ def flights_problem(*, horizon: int = 60, n_folds: int = 3, max_rows: int = 400_
     table = table[keep].reset_index(drop=True)
     features = pd.concat([part[keep].reset_index(drop=True) for part in parts], axis=1)
     y = (table["dep_delay"].to_numpy() > LATE_MINUTES).astype(float)
-    scheduled = schedule_minutes(table).astype(float)
+    scheduled = datetime_order(np.datetime64("2013-01-01T00:00", "ns")
+                               + schedule_minutes(table).astype("timedelta64[m]"))
     month = table["month"].to_numpy()
     is_test = np.isin(month, TEST_MONTHS)
     last_train = max(m for m in range(1, 13) if m not in TEST_MONTHS)
@@ -181,5 +182,6 @@ def flights_problem(*, horizon: int = 60, n_folds: int = 3, max_rows: int = 400_
                        "on the months before it (ordered folds)"),
         encode_cols=["carrier", "origin", "dest", "route", "flight_number", "tailnum"],
         features=features, baseline=baseline_columns(table), order=scheduled,
+        order_is_datetime=True,
         time_name="scheduled departure", blocks=blocks, notes=notes,
     )

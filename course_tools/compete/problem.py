@@ -35,6 +35,7 @@ class Problem:
     features: pd.DataFrame  # numeric model inputs besides the mean encodings
     baseline: pd.DataFrame  # raw columns (category codes) for the plain LightGBM
     order: np.ndarray | None = None  # row times (time scheme)
+    order_is_datetime: bool = False  # order holds nanoseconds since the epoch
     groups: np.ndarray | None = None  # row groups (group scheme)
     group_name: str = ""
     time_name: str = ""
@@ -162,12 +163,14 @@ def build_problem(name: str, frame: pd.DataFrame, target: str, *, task: TaskChoi
 
     rng = np.random.default_rng(seed)
     order = groups = blocks = None
+    order_is_datetime = False
     if time is not None:
         stamps = pd.to_datetime(frame[time], errors="coerce") if _is_datetime_like(
             frame[time]) else pd.to_numeric(frame[time], errors="coerce")
         if stamps.isna().all():
             raise ToolInputError(f"time={time!r} holds no dates or numbers")
         order = _as_order(stamps)
+        order_is_datetime = pd.api.types.is_datetime64_any_dtype(stamps)
         cut = np.quantile(order, 1 - test_size)
         is_test = order > cut
         scheme: Scheme = "time"
@@ -229,7 +232,8 @@ def build_problem(name: str, frame: pd.DataFrame, target: str, *, task: TaskChoi
         name=name, table=frame, target=target, y=y, task=kind, classes=classes,
         is_test=np.asarray(is_test, dtype=bool), scheme=scheme, scheme_reason=reason,
         encode_cols=encode_cols, features=pd.DataFrame(features),
-        baseline=pd.DataFrame(baseline), order=order, groups=groups, group_name=group or "",
+        baseline=pd.DataFrame(baseline), order=order, order_is_datetime=order_is_datetime,
+        groups=groups, group_name=group or "",
         time_name=time or "", blocks=blocks, notes=notes,
     )
 
@@ -237,12 +241,22 @@ def build_problem(name: str, frame: pd.DataFrame, target: str, *, task: TaskChoi
 def _as_order(stamps: pd.Series) -> np.ndarray:
     """Dates or numbers as comparable floats (missing ones sort first)."""
     if pd.api.types.is_datetime64_any_dtype(stamps):
-        values = stamps.to_numpy(dtype="datetime64[ns]").astype("int64").astype(float)
+        values = datetime_order(stamps.to_numpy(dtype="datetime64[ns]"))
         values[stamps.isna().to_numpy()] = np.nan
     else:
         values = stamps.to_numpy(dtype=float)
     finite = values[np.isfinite(values)]
     return np.where(np.isfinite(values), values, finite.min() if finite.size else 0.0)
+
+
+def datetime_order(stamps: np.ndarray) -> np.ndarray:
+    """datetime64 values as float nanoseconds since the epoch (the problem's ``order``)."""
+    return np.asarray(stamps.astype("datetime64[ns]").astype("int64"), dtype=float)
+
+
+def order_as_datetime(order: np.ndarray) -> pd.DatetimeIndex:
+    """The inverse of :func:`datetime_order`, for plots and messages."""
+    return pd.to_datetime(np.asarray(order).astype("int64"))
 
 
 def time_blocks(order: np.ndarray, is_test: np.ndarray, n_folds: int,
