@@ -88,6 +88,14 @@ def _times(problem: Problem, values: np.ndarray) -> np.ndarray | pd.DatetimeInde
     return order_as_datetime(values) if problem.order_is_datetime else values
 
 
+def _date_axis(ax: Axes) -> None:
+    from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
+
+    locator = AutoDateLocator(maxticks=6)
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))
+
+
 def _folds_panel(ax: Axes, problem: Problem, folds: list[Fold]) -> None:
     """Each fold as a bar: its fit rows and its validation rows (spans in time, or counts)."""
     for k, fold in enumerate(folds):
@@ -103,7 +111,7 @@ def _folds_panel(ax: Axes, problem: Problem, folds: list[Fold]) -> None:
     ax.set_title(f"{problem.scheme} folds: fit (blue), validate (orange)")
     ax.set_xlabel(problem.time_name or "rows")
     if problem.order_is_datetime:
-        ax.tick_params(axis="x", labelrotation=30)
+        _date_axis(ax)
 
 
 def _target_panel(ax: Axes, problem: Problem) -> None:
@@ -132,7 +140,7 @@ def _over_time_or_group(ax: Axes, problem: Problem) -> None:
         split = _times(problem, np.array([problem.order[problem.is_test].min()]))[0]
         ax.axvline(split, color="grey", linestyle="--", label="test starts")
         if problem.order_is_datetime:
-            ax.tick_params(axis="x", labelrotation=30)
+            _date_axis(ax)
         ax.set_xlabel(problem.time_name)
         ax.set_title(f"{_target_label(problem)} over time")
         ax.legend(fontsize=8)

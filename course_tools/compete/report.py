@@ -30,7 +30,7 @@ def leaderboard_text(rows: Sequence[Row], metric: str) -> str:
 def leaderboard_png(rows: Sequence[Row], best: str, baseline: str, metric: str,
                     title: str) -> bytes:
     """The leaderboard as a table image; the chosen ensemble in green, the baseline in grey."""
-    fig = new_figure(8.5, 0.45 * len(rows) + 1.2)
+    fig = new_figure(8.5, 0.3 * len(rows) + 0.9)
     ax = fig.add_subplot(1, 1, 1)
     ax.set_axis_off()
     cells = [[r.name, f"{r.val:.4f}", f"{r.test:.4f}", f"{r.seconds:.0f}" if r.seconds else ""]
