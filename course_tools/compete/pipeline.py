@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from course_tools.base import ToolContext, ToolInputError, ToolResult
 from course_tools.compete.eda import eda_png, eda_summary
@@ -56,7 +57,7 @@ class RunSettings:
     smoothing: float = 20.0
     noise: float = 0.01
     seed: int = 0
-    threads: int = 2
+    threads: int = 1
 
 
 @dataclass
@@ -73,6 +74,7 @@ class Matrices:
 class Entry:
     """One leaderboard row, with its validation (OOF) and test predictions."""
 
+    key: str  # in metric names: test_auc_<key>
     name: str
     val: float
     test: float
@@ -175,8 +177,6 @@ def run_pipeline(ctx: ToolContext, problem: Problem, settings: RunSettings) -> T
     base_mats = [baseline_matrices(problem, f.fit, a) for f, a in zip(folds, applies,
                                                                      strict=True)]
     base_full = baseline_matrices(problem, train_rows, [test_rows])
-    import pandas as pd
-
     checks = leakage_checks(problem, train_rows, test_rows, folds, settings.seed)
     checks.append(single_feature_check(pd.DataFrame(full.fit, columns=full.names),
                                        full.y_fit, task))
@@ -187,9 +187,9 @@ def run_pipeline(ctx: ToolContext, problem: Problem, settings: RunSettings) -> T
 
     entries: list[Entry] = []
 
-    def add(name: str, oof: np.ndarray, test: np.ndarray, seconds: float = 0.0,
+    def add(key: str, name: str, oof: np.ndarray, test: np.ndarray, seconds: float = 0.0,
             note: str = "") -> Entry:
-        entry = Entry(name, score(task, y_val, oof), score(task, y_test, test), oof, test,
+        entry = Entry(key, name, score(task, y_val, oof), score(task, y_test, test), oof, test,
                       seconds, note)
         entries.append(entry)
         return entry
@@ -197,7 +197,7 @@ def run_pipeline(ctx: ToolContext, problem: Problem, settings: RunSettings) -> T
     ctx.report(0.12, "plain LightGBM on the raw columns")
     oof, test, seconds, rounds = cross_fit(ctx, problem, "lightgbm", {}, folds, base_mats,
                                            base_full, settings)
-    baseline = add("plain LightGBM (raw columns)", oof, test, seconds,
+    baseline = add("plain_lightgbm", "plain LightGBM (raw columns)", oof, test, seconds,
                    f"rounds {_rounds(rounds)}")
 
     search = None
@@ -221,22 +221,22 @@ def run_pipeline(ctx: ToolContext, problem: Problem, settings: RunSettings) -> T
         oof, test, seconds, rounds = cross_fit(ctx, problem, kind, params, folds, mats, full,
                                                settings)
         tuned = " (optuna)" if params else ""
-        base_models.append(add(f"{NAMES[kind]}{tuned} + features", oof, test, seconds,
+        base_models.append(add(kind, f"{NAMES[kind]}{tuned} + features", oof, test, seconds,
                                f"rounds {_rounds(rounds)}"))
 
     ctx.report(0.92, "ensembles")
     val_preds = [e.val_pred for e in base_models]
     test_preds = [e.test_pred for e in base_models]
-    ensembles = [add("mean of the three", mean_of(val_preds), mean_of(test_preds))]
+    ensembles = [add("mean", "mean of the three", mean_of(val_preds), mean_of(test_preds))]
     blend = Blend(task).fit(val_preds, y_val)
     weights = ", ".join(f"{NAMES[k]} {w:.2f}" for k, w in zip(KINDS, blend.weights_,
                                                                 strict=True))
-    ensembles.append(add("blend, weights fitted on OOF",
+    ensembles.append(add("blend", "blend, weights fitted on OOF",
                          out_of_fold(Blend, task, val_preds, y_val, fold_of),
                          blend.predict(test_preds), note=weights))
     stack = Stack(task).fit(val_preds, y_val)
     meta = "logistic" if task != "regression" else "ridge"
-    ensembles.append(add(f"stack ({meta} meta-model on OOF)",
+    ensembles.append(add("stack", f"stack ({meta} meta-model on OOF)",
                          out_of_fold(Stack, task, val_preds, y_val, fold_of),
                          stack.predict(test_preds)))
     sign = 1.0 if higher_is_better(task) else -1.0
@@ -254,9 +254,8 @@ def run_pipeline(ctx: ToolContext, problem: Problem, settings: RunSettings) -> T
         "trials": float(settings.trials), "seconds": seconds_total,
     }
     for entry in entries:
-        slug = _slug(entry.name)
-        metrics[f"val_{metric}_{slug}"] = entry.val
-        metrics[f"test_{metric}_{slug}"] = entry.test
+        metrics[f"val_{metric}_{entry.key}"] = entry.val
+        metrics[f"test_{metric}_{entry.key}"] = entry.test
     if search is not None:
         metrics[f"optuna_best_val_{metric}"] = search.best
 
@@ -270,14 +269,6 @@ def run_pipeline(ctx: ToolContext, problem: Problem, settings: RunSettings) -> T
 
 def _rounds(rounds: list[int]) -> str:
     return "/".join(str(r) for r in rounds)
-
-
-def _slug(name: str) -> str:
-    word = name.split(" (")[0].split(",")[0].split(" + ")[0].lower()
-    if "plain" in name:
-        return "plain_lightgbm"
-    return {"mean of the three": "mean", "blend": "blend", "stack": "stack"}.get(
-        word, word.replace(" ", "_"))
 
 
 def _write_artifacts(ctx: ToolContext, problem: Problem, entries: list[Entry], best: Entry,

@@ -55,6 +55,10 @@ class CommonParams(ToolParams):
                              description="mean-encoding pull toward the global mean (rows)")
     noise: float = Field(default=0.01, ge=0.0, le=0.5,
                          description="mean-encoding noise on training rows (× target std)")
+    horizon: int = Field(default=60, ge=0, le=1_440,
+                         description="flights: predict this many minutes before departure")
+    history: bool = Field(default=True,
+                          description="flights: use earlier flights' known outcomes")
 
 
 class FlightsParams(CommonParams):
@@ -62,10 +66,6 @@ class FlightsParams(CommonParams):
 
     n_folds: int = Field(default=3, ge=2, le=6,
                          description="ordered folds: the last N training months, one each")
-    horizon: int = Field(default=60, ge=0, le=1_440,
-                         description="minutes before scheduled departure the prediction is made")
-    history: bool = Field(default=True,
-                          description="use earlier flights' known outcomes as features")
 
 
 class RdatasetParams(CommonParams):
@@ -85,10 +85,6 @@ class RdatasetParams(CommonParams):
     test_size: float = Field(default=0.2, ge=0.1, le=0.5, description="share of rows in test")
     max_rows: int = Field(default=400_000, ge=100, le=MAX_ROWS_BOUND,
                           description="refuse tables with more rows than this")
-    horizon: int = Field(default=60, ge=0, le=1_440,
-                         description="flights only: minutes ahead of departure")
-    history: bool = Field(default=True,
-                          description="flights only: use earlier flights' known outcomes")
 
 
 class ListParams(ToolParams):
