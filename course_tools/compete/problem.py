@@ -180,6 +180,11 @@ def build_problem(name: str, frame: pd.DataFrame, target: str, *, task: TaskChoi
     elif group is not None:
         groups = frame[group].to_numpy()
         unique = pd.unique(groups)
+        needed = 2 * (n_folds + 1)
+        if len(unique) < needed:
+            raise ToolInputError(f"group={group!r} has only {len(unique)} distinct values; "
+                                 f"grouped folds and a grouped test need at least {needed} "
+                                 "(an id shared by a few rows: a student, a patient...)")
         test_groups = set(rng.choice(unique, size=max(1, int(round(test_size * len(unique)))),
                                      replace=False).tolist())
         is_test = np.isin(groups, list(test_groups))

@@ -94,6 +94,9 @@ def test_grouped_multiclass_and_time_ordered_regression(tmp_path: Path) -> None:
     ({"dataset": "flights", "target": "arr_delay"}, "leave out target="),
     ({"dataset": "flights", "max_rows": 1_000}, "max_rows=336776"),
     ({"dataset": "wa_churn", "task": "regression"}, "not numeric"),
+    ({"dataset": "ISLR/Default", "target": "default", "group": "student"},
+     "only 2 distinct values"),
+    ({"dataset": "mtcars", "target": "mpg"}, "only 32 rows"),
 ])
 def test_bad_requests_are_refused_with_advice(tmp_path: Path, raw: dict[str, Any],
                                               message: str) -> None:
