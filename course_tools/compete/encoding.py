@@ -4,8 +4,8 @@ The course's regularisations, all in :class:`TargetEncoder`:
 
 * **out of fold**: a training row's encoding comes from the other K folds only
   (``scheme="kfold"``; folds never split a group when ``groups`` are given);
-* **expanding mean**: for time-ordered data, from the rows strictly earlier in time
-  (``scheme="expanding"``; rows at the same time do not see each other);
+* **expanding mean**: for time-ordered data, from the rows known strictly before the row's
+  time (``scheme="expanding"``; rows at the same time do not see each other);
 * **smoothing** toward the global mean: ``(sum + a * prior) / (count + a)``, where the prior is
   itself out of fold (the other folds' mean, or the mean of all earlier rows);
 * **noise**: Gaussian noise on the training rows' encodings only.
@@ -99,18 +99,22 @@ class TargetEncoder:
         return np.concatenate(out, axis=1) if out else np.zeros((len(X), 0))
 
     def fit_transform(self, X: pd.DataFrame, y: np.ndarray, *, order: np.ndarray | None = None,
+                      known_at: np.ndarray | None = None,
                       groups: np.ndarray | None = None) -> np.ndarray:
         """The training rows' own encodings, each computed without that row's target.
 
-        ``order`` (times) is needed by the expanding scheme; ``groups`` keeps a group's rows in
-        one fold of the K-fold scheme.
+        The expanding scheme needs ``order``, the time each row is predicted at; a row reads
+        the rows whose target was known strictly before that (``known_at``, by default their
+        own ``order``). ``groups`` keeps a group's rows in one fold of the K-fold scheme.
         """
         self.fit(X, y)
         Y = _as_matrix(y)
         if self.scheme == "expanding":
             if order is None:
                 raise ValueError("the expanding scheme needs the rows' order (times)")
-            encoded = self._expanding(X, Y, np.asarray(order))
+            order = np.asarray(order)
+            known = order if known_at is None else np.asarray(known_at)
+            encoded = self._expanding(X, Y, order, known)
         else:
             encoded = self._out_of_fold(X, Y, groups)
         if self.noise > 0:
@@ -149,27 +153,36 @@ class TargetEncoder:
                 out[inside, block] = self._smooth(sums[rows], counts[rows], prior)
         return out
 
-    def _expanding(self, X: pd.DataFrame, Y: np.ndarray, order: np.ndarray) -> np.ndarray:
-        """Means over strictly earlier times, smoothed toward the mean of all earlier rows;
-        rows with no earlier row at all get NaN (no history: the models' missing value)."""
+    def _expanding(self, X: pd.DataFrame, Y: np.ndarray, order: np.ndarray,
+                   known_at: np.ndarray) -> np.ndarray:
+        """Means over the rows known strictly before each row's time, smoothed toward the mean
+        of all such rows; rows with none at all get NaN (no history: the models' missing
+        value)."""
         out = np.zeros((len(X), len(self.columns) * self.n_targets_))
-        targets = [f"y{k}" for k in range(self.n_targets_)]
-        steps = pd.DataFrame(Y, columns=targets).assign(n=1.0, t=order).groupby("t").sum()
-        earlier = (steps.cumsum() - steps).reindex(order)
+        sums, counts = known_before(np.zeros(len(X), dtype=np.int64), known_at, Y, order)
         with np.errstate(invalid="ignore", divide="ignore"):
-            prior = earlier[targets].to_numpy() / earlier[["n"]].to_numpy()
+            prior = sums / counts[:, None]
         for j, col in enumerate(self.columns):
-            codes = self.categories_[col].get_indexer(X[col])
-            frame = pd.DataFrame(Y, columns=targets)
-            frame["n"] = 1.0
-            frame["c"] = codes
-            frame["t"] = order
-            per_time = frame.groupby(["c", "t"], sort=True).sum()
-            # cumulative over earlier times within the category, excluding the own time step
-            before = per_time.groupby(level="c").cumsum() - per_time
-            rows = before.reindex(pd.MultiIndex.from_arrays([codes, order], names=["c", "t"]))
-            sums = rows[targets].to_numpy()
-            counts = rows["n"].to_numpy()
+            codes = self.categories_[col].get_indexer(X[col]).astype(np.int64)
+            sums, counts = known_before(codes, known_at, Y, order)
             block = slice(j * self.n_targets_, (j + 1) * self.n_targets_)
             out[:, block] = (sums + self.smoothing * prior) / (counts[:, None] + self.smoothing)
         return out
+
+
+def known_before(codes: np.ndarray, known_at: np.ndarray, Y: np.ndarray,
+                 query_at: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each row i: the sums of ``Y`` and the count over the other rows j of the same code
+    with ``known_at[j] < query_at[i]``."""
+    times, ranks = np.unique(np.concatenate([known_at, query_at]), return_inverse=True)
+    known_rank, query_rank = ranks[: len(codes)], ranks[len(codes):]
+    span = np.int64(len(times) + 1)
+    keys = codes * span + known_rank
+    sort = np.argsort(keys, kind="stable")
+    cumulative = np.vstack([np.zeros((1, Y.shape[1])), np.cumsum(Y[sort], axis=0)])
+    upper = np.searchsorted(keys[sort], codes * span + query_rank, side="left")
+    lower = np.searchsorted(keys[sort], codes * span, side="left")
+    own = known_at < query_at  # a row known before its own time would count itself
+    sums = cumulative[upper] - cumulative[lower] - own[:, None] * Y
+    counts = (upper - lower - own).astype(float)
+    return sums, counts

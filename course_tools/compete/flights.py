@@ -141,6 +141,12 @@ def baseline_columns(table: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
+def _as_order(minutes: np.ndarray) -> np.ndarray:
+    """Minutes since 2013-01-01 as the problem's time order (nanoseconds since the epoch)."""
+    start = np.datetime64("2013-01-01T00:00", "ns")
+    return datetime_order(start + np.round(minutes).astype("timedelta64[m]"))
+
+
 def flights_problem(*, horizon: int = 60, n_folds: int = 3, max_rows: int = 400_000,
                     history: bool = True) -> Problem:
     """The preset: late departures, January–October to train, November–December to test.
@@ -164,8 +170,11 @@ def flights_problem(*, horizon: int = 60, n_folds: int = 3, max_rows: int = 400_
     table = table[keep].reset_index(drop=True)
     features = pd.concat([part[keep].reset_index(drop=True) for part in parts], axis=1)
     y = (table["dep_delay"].to_numpy() > LATE_MINUTES).astype(float)
-    scheduled = datetime_order(np.datetime64("2013-01-01T00:00", "ns")
-                               + schedule_minutes(table).astype("timedelta64[m]"))
+    minutes = schedule_minutes(table)
+    scheduled = _as_order(minutes)
+    # the mean encodings of a flight read the flights whose outcome was known when it is asked
+    known = _as_order(minutes + np.minimum(table["dep_delay"].to_numpy(), LATE_MINUTES))
+    asked = _as_order(minutes - horizon)
     month = table["month"].to_numpy()
     is_test = np.isin(month, TEST_MONTHS)
     last_train = max(m for m in range(1, 13) if m not in TEST_MONTHS)
@@ -181,7 +190,8 @@ def flights_problem(*, horizon: int = 60, n_folds: int = 3, max_rows: int = 400_
                        f"of the last {n_folds} training months is validated by a model trained "
                        "on the months before it (ordered folds)"),
         encode_cols=["carrier", "origin", "dest", "route", "flight_number", "tailnum"],
-        features=features, baseline=baseline_columns(table), order=scheduled,
+        features=features, baseline=baseline_columns(table), order=scheduled, asked_at=asked,
+        known_at=known,
         order_is_datetime=True,
         time_name="scheduled departure", blocks=blocks, notes=notes,
     )

@@ -93,12 +93,11 @@ def fold_matrices(problem: Problem, fit_rows: np.ndarray, apply_rows: list[np.nd
     encoder = TargetEncoder(problem.encode_cols, scheme=scheme, smoothing=settings.smoothing,
                             noise=settings.noise, random_state=settings.seed)
     columns = problem.table[problem.encode_cols]
-    order = problem.order[fit_rows] if scheme == "expanding" and problem.order is not None \
-        else None
+    asked, known = problem.encoding_times(fit_rows)
     groups = problem.groups[fit_rows] if problem.groups is not None else None
     encoded = encoder.fit_transform(columns.iloc[fit_rows],
-                                    problem.encoding_targets(fit_rows), order=order,
-                                    groups=groups)
+                                    problem.encoding_targets(fit_rows), order=asked,
+                                    known_at=known, groups=groups)
     names = list(map(str, problem.features.columns)) + encoder.feature_names_
     fit = np.hstack([features[fit_rows], encoded]).astype(np.float32)
     apply = [np.hstack([features[rows], encoder.transform(columns.iloc[rows])]).astype(

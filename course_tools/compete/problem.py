@@ -36,6 +36,8 @@ class Problem:
     baseline: pd.DataFrame  # raw columns (category codes) for the plain LightGBM
     order: np.ndarray | None = None  # row times (time scheme)
     order_is_datetime: bool = False  # order holds nanoseconds since the epoch
+    asked_at: np.ndarray | None = None  # time scheme: when a row is predicted (default: order)
+    known_at: np.ndarray | None = None  # time scheme: when its target is known (default: order)
     groups: np.ndarray | None = None  # row groups (group scheme)
     group_name: str = ""
     time_name: str = ""
@@ -45,6 +47,15 @@ class Problem:
     @property
     def n_classes(self) -> int:
         return len(self.classes) if self.task != "regression" else 1
+
+    def encoding_times(self, rows: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """For the expanding mean encodings: when each row is predicted, and when its target
+        became known (None without a time order)."""
+        if self.order is None:
+            return None, None
+        asked = self.asked_at if self.asked_at is not None else self.order
+        known = self.known_at if self.known_at is not None else self.order
+        return asked[rows], known[rows]
 
     def encoding_targets(self, rows: np.ndarray) -> np.ndarray:
         """What the mean encodings average: the target, or one-hot classes (multiclass)."""

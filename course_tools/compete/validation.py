@@ -84,6 +84,16 @@ def leakage_checks(problem: Problem, train_rows: np.ndarray, test_rows: np.ndarr
         ordered = all(order[f.fit].max() < order[f.val].min() for f in folds)
         checks.append(Check("every fold trains on the past only", ordered,
                             f"{len(folds)} ordered folds, each validated on a later block"))
+        if problem.known_at is not None and problem.asked_at is not None:
+            known, asked = problem.known_at, problem.asked_at
+            in_time = all(known[f.fit].max() < asked[f.val].min() for f in folds)
+            last_known, first_asked = known[train_rows].max(), asked[test_rows].min()
+            checks.append(Check(
+                "every training outcome is known before the first prediction it serves",
+                bool(in_time and last_known < first_asked),
+                f"in every fold, and for the test: last training outcome known "
+                f"{_when(last_known, problem)}, first test prediction "
+                f"{_when(first_asked, problem)}"))
     if problem.scheme == "group":
         groups = problem.groups
         assert groups is not None
@@ -122,11 +132,11 @@ def _noise_encoding_check(problem: Problem, train_rows: np.ndarray, seed: int) -
         problem.order is not None) else train_rows
     y = (problem.y[rows] == problem.y[rows].max()) if problem.task != "regression" else (
         problem.y[rows] > np.median(problem.y[rows]))
-    order = problem.order[rows] if problem.order is not None else None
+    asked, known = problem.encoding_times(rows)
     columns = pd.DataFrame({"row_id": np.arange(len(rows)), "nothing": np.zeros(len(rows))})
     encoded = TargetEncoder(["row_id", "nothing"], scheme=encoding_scheme(problem),
                             random_state=seed).fit_transform(columns, y.astype(float),
-                                                             order=order)
+                                                             order=asked, known_at=known)
     encoded = np.where(np.isnan(encoded), y.mean(), encoded)  # the first time step: no past
     auc, baseline = (binary_auc(y.astype(int), encoded[:, k]) for k in (0, 1))
     same = bool(np.allclose(encoded[:, 0], encoded[:, 1], rtol=0.0, atol=1e-9))

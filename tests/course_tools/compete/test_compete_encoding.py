@@ -81,6 +81,27 @@ def test_expanding_mean_is_the_smoothed_mean_of_strictly_earlier_rows(
         assert got[row] == pytest.approx(expected)
 
 
+def test_expanding_mean_reads_only_outcomes_known_when_the_row_is_predicted(
+        flights_slice: pd.DataFrame) -> None:
+    """A flight asked an hour before departure cannot see an earlier flight still waiting."""
+    frame = flights_slice
+    y, t = frame["late"].to_numpy(), frame["t"].to_numpy()
+    known = t + np.minimum(frame["dep_delay"].to_numpy(), 15)
+    asked = t - 60
+    got = TargetEncoder(["origin"], scheme="expanding", smoothing=5.0).fit_transform(
+        frame[["origin"]], y, order=asked, known_at=known)[:, 0]
+    origin = frame["origin"].to_numpy()
+    for row in np.random.default_rng(2).choice(len(frame), size=60, replace=False):
+        others = np.arange(len(frame)) != row
+        seen = others & (known < asked[row])
+        if not seen.any():
+            assert np.isnan(got[row])
+            continue
+        same = seen & (origin == origin[row])
+        expected = (y[same].sum() + 5.0 * y[seen].mean()) / (same.sum() + 5.0)
+        assert got[row] == pytest.approx(expected)
+
+
 def test_new_rows_get_full_statistics_and_unseen_levels_the_prior(
         churn: tuple[pd.DataFrame, np.ndarray]) -> None:
     frame, y = churn
