@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from pydantic import Field
@@ -36,10 +37,20 @@ THREADS = 1  # one per fit: folds and trials fan out instead (spinning threads l
 RESOURCES = Resources(cpus=THREADS, memory_mb=4_000)
 FLIGHTS = "nycflights13/flights"
 FLIGHTS_TARGET = "dep_delay"
-# Sensible defaults for tables the course uses: target, grouping and task.
-PRESETS: dict[str, dict[str, str]] = {
-    "lme4/insteval": {"target": "y", "group": "s", "task": "regression"},
-    "modeldata/wa_churn": {"target": "churn"},
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Defaults for a table the course uses, applied when the user names no other target."""
+
+    target: str
+    group: str | None = None
+    task: TaskChoice = "auto"
+
+
+PRESETS: dict[str, Preset] = {
+    "lme4/insteval": Preset("y", group="s", task="regression"),  # 1-5 ratings, by student
+    "modeldata/wa_churn": Preset("churn"),
 }
 
 
@@ -133,17 +144,16 @@ def run_rdataset(ctx: ToolContext) -> ToolResult:
                                  f"leave out target= (got {p.target!r})")
         check_size(ref, known_rows(ref) or 0, p.max_rows)
         return _run_flights(ctx, p, p.n_folds or 3, p.max_rows)
-    preset = PRESETS.get(ref.name.lower(), {})
-    target = p.target or preset.get("target")
+    preset = PRESETS.get(ref.name.lower())
+    target = p.target or (preset.target if preset else None)
     if target is None:
         frame = load(ref, p.max_rows)
         raise ToolInputError(f"say which column of {ref.name} to predict with target=COLUMN; "
                              f"its columns are: {', '.join(map(str, frame.columns))}")
-    same = target == preset.get("target")
-    task: TaskChoice = p.task
-    if task == "auto" and same and "task" in preset:
-        task = preset["task"]  # type: ignore[assignment]
-    group = p.group or (preset.get("group") if same and p.time is None else None)
+    task, group = p.task, p.group
+    if preset is not None and target == preset.target:
+        task = preset.task if task == "auto" else task
+        group = group or (preset.group if p.time is None else None)
     n_folds = p.n_folds or 5
     ctx.report(0.0, f"loading {ref.name}")
     frame = load(ref, p.max_rows)
