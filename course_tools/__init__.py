@@ -31,9 +31,10 @@ def register_course_command(course: str, help: str) -> None:
 
 #: Every module (or package) that registers tools. Optional packages that are absent are skipped.
 TOOL_MODULES: tuple[str, ...] = ("course_tools.demo", "course_tools.rl", "course_tools.bayes",
-                                 "course_tools.vision", "course_tools.lhc")
+                                 "course_tools.vision", "course_tools.lhc",
+                                 "course_tools.compete")
 OPTIONAL_MODULES = frozenset({"course_tools.rl", "course_tools.bayes", "course_tools.vision",
-                              "course_tools.lhc"})
+                              "course_tools.lhc", "course_tools.compete"})
 
 #: Modules that failed to import, with the reason (shown by ``amlbot tool list``).
 load_errors: dict[str, str] = {}

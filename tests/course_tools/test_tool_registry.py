@@ -18,6 +18,8 @@ EXPECTED_TOOLS = [
     "bayes.lda",
     "bayes.mcmc",
     "bayes.vae",
+    "compete.flights",
+    "compete.rdataset",
     "demo.montecarlo_pi",
     "lhc.hzz",
     "lhc.pid",
