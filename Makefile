@@ -30,6 +30,7 @@ lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+	$(BIN)/bandit -q -r bot nlp_core course_tools indexes --severity-level high
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import importlib
 import logging
-from collections.abc import Iterable
+import threading
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from bot.core.assistant import Assistant
@@ -20,9 +22,11 @@ from bot.core.skill import Skill
 from bot.data import DataCatalogue, MissingDataError
 from bot.jobs.manager import JobManager
 from bot.jobs.policy import AccessPolicy
+from bot.jobs.records import JobRecords
 from bot.settings import Settings, get_settings
 from bot.skills import Services, build_skills
 from bot.storage.store import Store
+from nlp_core.integrity import DamagedModelError
 from nlp_core.nlu import Understander
 
 if TYPE_CHECKING:
@@ -30,6 +34,9 @@ if TYPE_CHECKING:
     from nlp_core.workspace import Workspace
 
 log = logging.getLogger(__name__)
+
+#: Seconds between two retention sweeps.
+RETENTION_SWEEP_EVERY = 6 * 3600.0
 
 
 def workspace(settings: Settings) -> Workspace:
@@ -71,8 +78,13 @@ def build_assistant(
     from course_tools import load_tools
 
     settings = settings or get_settings()
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    store = store or Store(settings.resolved_database_url)
+    try:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise StartupError(f"the data dir {settings.data_dir} cannot be created: "
+                           f"{error.strerror or error}") from None
+    if store is None:
+        store = open_store(settings)
     nlp_problem: str | None = None
     if nlp is None and settings.nlu_enabled:
         try:
@@ -81,6 +93,12 @@ def build_assistant(
             # Commands still work; the NLP skills explain what is missing.
             nlp_problem = str(exc)
             log.warning("starting without NLP models: %s", exc)
+        except DamagedModelError as exc:
+            raise StartupError(str(exc)) from None
+        except Exception as exc:  # noqa: BLE001 - one clear line rather than a traceback
+            log.debug("the NLP models did not load", exc_info=True)
+            raise StartupError(f"the NLP models did not load: {type(exc).__name__}: {exc} "
+                               "(run with --verbose for the trace)") from None
     if understander is None and nlp is not None:
         understander = nlp
     router = Router(understander=understander, clarify="core.clarify",
@@ -93,13 +111,63 @@ def build_assistant(
         access=AccessPolicy(admins=frozenset(settings.admins),
                             heavy_commands_open=settings.heavy_commands_open,
                             user_job_quota=settings.user_job_quota),
-        max_concurrent_jobs=settings.max_concurrent_jobs,
+        max_jobs_per_user=settings.max_jobs_per_user,
     )
     for skill in [*build_skills(services, names=skills), *_extra_skills(settings, services)]:
         router.add(skill)
-    assistant = Assistant(settings, router, store, bus, nlp=nlp, on_close=[jobs.close])
+    on_close: list[Callable[[], None]] = [jobs.close]
+    if settings.retention_days:
+        on_close.insert(0, keep_for(settings.retention_days, store, jobs.records))
+    assistant = Assistant(settings, router, store, bus, nlp=nlp, on_close=on_close)
     services.started_at = assistant.started_at
     return assistant
+
+
+def keep_for(days: int, store: Store, records: JobRecords) -> Callable[[], None]:
+    """Delete stored messages and finished jobs older than ``days``, now and every few hours
+    (``AMLBOT_RETENTION_DAYS``); returns the function that stops it."""
+    stop = threading.Event()
+
+    def sweep() -> None:
+        while not stop.is_set():
+            cutoff = datetime.now(UTC) - timedelta(days=days)
+            try:
+                events, jobs = store.forget_before(cutoff), records.forget_before(cutoff)
+                if events or jobs:
+                    log.info("retention: deleted %d events and %d jobs older than %d days",
+                             events, jobs, days)
+            except Exception:  # noqa: BLE001 - try again at the next sweep
+                log.exception("retention sweep failed")
+            stop.wait(RETENTION_SWEEP_EVERY)
+
+    threading.Thread(target=sweep, name="amlbot-retention", daemon=True).start()
+    return stop.set
+
+
+class StartupError(RuntimeError):
+    """The assistant cannot start; the message says why and what to do (one line)."""
+
+
+def open_store(settings: Settings) -> Store:
+    """The event store, migrated; a database that cannot be used is a :class:`StartupError`,
+    and one that takes no writes (read-only, locked) an ERROR in the log: the bot still
+    answers, and says nothing is saved."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from bot.settings import redact_url
+
+    where = redact_url(settings.resolved_database_url)
+    try:
+        store = Store(settings.resolved_database_url)
+    except SQLAlchemyError as error:
+        reason = str(getattr(error, "orig", None) or error).splitlines()[0]
+        raise StartupError(f"the database {where} cannot be used: {reason}. Fix or move it "
+                           "away, or point AMLBOT_DATABASE_URL at another one.") from None
+    problem = store.write_problem()
+    if problem:
+        log.error("the database %s takes no writes (%s): conversations will not be saved "
+                  "until it does", where, problem)
+    return store
 
 
 def _extra_skills(settings: Settings, services: Services) -> list[Skill]:

@@ -55,6 +55,11 @@ class Settings(BaseSettings):
         default=0, ge=0, description="Heavy jobs a non-admin user may start per day (0: none)."
     )
 
+    retention_days: int = Field(
+        default=0, ge=0, description="Delete stored messages and finished jobs older than "
+        "this many days (0: keep them)."
+    )
+
     # --- skills and NLU ------------------------------------------------------------------
     extra_skills: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
@@ -81,7 +86,15 @@ class Settings(BaseSettings):
     # --- jobs ----------------------------------------------------------------------------
     jobs_backend: Literal["local", "ray"] = "local"
     ray_address: str | None = None
-    max_concurrent_jobs: int = Field(default=1, ge=1)
+    max_concurrent_jobs: int = Field(default=1, ge=1, description="Heavy jobs running at once.")
+    max_light_jobs: int = Field(
+        default=2, ge=1, description="Light jobs (a /faces, a quick /run) running at once, "
+        "beside the heavy ones."
+    )
+    max_jobs_per_user: int = Field(
+        default=3, ge=1, description="Jobs one user may have queued or running (admins: no "
+        "limit)."
+    )
 
     log_level: str = "INFO"
 
@@ -114,11 +127,11 @@ class Settings(BaseSettings):
             elif isinstance(value, Path):
                 value = str(value)
             shown[name] = value
-        shown["database_url"] = _redact_url(self.resolved_database_url)
+        shown["database_url"] = redact_url(self.resolved_database_url)
         return shown
 
 
-def _redact_url(url: str) -> str:
+def redact_url(url: str) -> str:
     """Mask the password in a database URL."""
     from sqlalchemy.engine import make_url
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class ToolParams(BaseModel):
@@ -24,7 +24,7 @@ class ToolParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    seed: int = 0
+    seed: int = Field(default=0, ge=0, le=2**31 - 1, description="random seed")
 
 
 P = TypeVar("P", bound=ToolParams)

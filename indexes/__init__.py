@@ -4,8 +4,8 @@ The index stores vectors and metadata and knows no encoder: ``nlp_core`` reads t
 embeds the titles and hands the vectors in.
 """
 
-from indexes.errors import ThreadIndexError
+from indexes.errors import DamagedIndexError, ThreadIndexError
 from indexes.metadata import ThreadMeta
 from indexes.thread_index import Hit, ThreadIndex
 
-__all__ = ["Hit", "ThreadIndex", "ThreadIndexError", "ThreadMeta"]
+__all__ = ["DamagedIndexError", "Hit", "ThreadIndex", "ThreadIndexError", "ThreadMeta"]

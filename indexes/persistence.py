@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from indexes.errors import ThreadIndexError
+from indexes.errors import DamagedIndexError, ThreadIndexError
 
 #: Version of the on-disk layout; bumped when files or tables change (3: the ``tombstones``
 #: table, which an older reader would ignore and then fail on hits without metadata).
@@ -65,7 +65,7 @@ def read_info(directory: Path) -> dict[str, Any]:
     try:
         info: dict[str, Any] = json.loads(info_path.read_text())
     except (OSError, ValueError) as error:
-        raise ThreadIndexError(f"{info_path} is not valid JSON: {error}") from error
+        raise DamagedIndexError(f"{info_path} is not valid JSON: {error}") from error
     return info
 
 
@@ -99,12 +99,12 @@ def checked_info(directory: Path, model_name: str | None, model_version: str | N
         path = directory / name
         expected = info.get("files", {}).get(name, {})
         if not path.is_file():
-            raise ThreadIndexError(f"{path} is missing")
+            raise DamagedIndexError(f"{path} is missing")
         if path.stat().st_size != expected.get("bytes"):
-            raise ThreadIndexError(
+            raise DamagedIndexError(
                 f"{path} has {path.stat().st_size} bytes, info.json says "
                 f"{expected.get('bytes')}: the index is truncated or was overwritten"
             )
         if verify and sha256_file(path) != expected.get("sha256"):
-            raise ThreadIndexError(f"{path} does not match its sha256 in info.json: corrupt")
+            raise DamagedIndexError(f"{path} does not match its sha256 in info.json: corrupt")
     return directory, info

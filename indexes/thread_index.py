@@ -18,7 +18,7 @@ from typing import Any, Generic, TypeVar, cast
 
 import numpy as np
 
-from indexes.errors import ThreadIndexError
+from indexes.errors import DamagedIndexError, ThreadIndexError
 from indexes.metadata import MetadataStore, ThreadMeta
 from indexes.persistence import (
     INDEX_FILE,
@@ -317,7 +317,7 @@ class ThreadIndex:
         tombstones = int(info.get("tombstones", 0))
         if (int(index.vectors.faiss.d) != index.dim
                 or index.vectors.ntotal != int(info["count"]) + tombstones):
-            raise ThreadIndexError(f"{directory / INDEX_FILE} does not match info.json")
+            raise DamagedIndexError(f"{directory / INDEX_FILE} does not match info.json")
         index._next_id = int(info["next_id"])
         index.nprobe = int(info.get("nprobe", 1))
         index.ef_search = int(info.get("ef_search", 16))
@@ -326,7 +326,7 @@ class ThreadIndex:
         index.meta_store = MetadataStore.open_published(directory / META_FILE)
         index.vectors.tombstones = index.meta_store.tombstones()
         if len(index.vectors.tombstones) != tombstones:
-            raise ThreadIndexError(f"{directory / META_FILE} has "
+            raise DamagedIndexError(f"{directory / META_FILE} has "
                                    f"{len(index.vectors.tombstones)} tombstones, info.json says "
                                    f"{tombstones}")
         index._source_dir = directory

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from indexes.errors import ThreadIndexError
+from indexes.errors import DamagedIndexError, ThreadIndexError
 
 #: Below this many vectors an exact scan is fast enough. The faiss-cpu wheel we install has no
 #: AVX2 build, so a single-query scan of 100k x 384 takes ~12 ms (numpy's BLAS: ~4 ms); at 20k it
@@ -414,7 +414,7 @@ class VectorIndex:
         try:
             self.faiss = faiss.read_index(str(path), flags)
         except RuntimeError as error:
-            raise ThreadIndexError(f"cannot read {path}: {error}") from error
+            raise DamagedIndexError(f"cannot read {path}: {error}") from error
         self.mapped = mmap
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from nlp_core.integrity import verify_manifest, write_manifest
 from nlp_core.text import tokenize
 from nlp_core.tfidf import FrozenTfidf
 
@@ -32,12 +33,15 @@ def save_text_model(directory: Path, name: str, version: str, *, word: FrozenTfi
     stamp = {"model": name, "version": version,
              "created": datetime.now(UTC).isoformat(timespec="seconds"), **details}
     (directory / "model.json").write_text(json.dumps(stamp, indent=2) + "\n")
+    write_manifest(directory)
     return directory
 
 
 def load_text_model(directory: Path, name: str, version: str) -> TextModelParts:
     """``(stamp, word, char, coef, intercept)`` of a model written by :func:`save_text_model`;
-    ``ValueError`` unless its stamp names ``name`` at ``version``."""
+    ``ValueError`` unless its stamp names ``name`` at ``version``, and
+    :class:`~nlp_core.integrity.DamagedModelError` if a file is not as written."""
+    verify_manifest(directory, f"Rebuild it with `amlbot train {name}`.")
     stamp: dict[str, Any] = json.loads((directory / "model.json").read_text())
     if stamp.get("model") != name or stamp.get("version") != version:
         raise ValueError(f"{directory}: not a {name} v{version} model: {stamp}")

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from nlp_core.encoder import Encoder
+from nlp_core.integrity import verify_manifest, write_manifest
 from nlp_core.workspace import Workspace
 
 VERSION = "1"
@@ -158,11 +159,13 @@ class ChitChatResponder:
                  "encoder": self._encoder().name, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ",
                                                                           time.gmtime())}
         (directory / "version.json").write_text(json.dumps(stamp, indent=2))
+        write_manifest(directory)
 
     @classmethod
     def load(cls, directory: Path, encoder: Encoder | None = None) -> ChitChatResponder:
         import faiss
 
+        verify_manifest(directory, "Rebuild it with `amlbot train chitchat`.")
         stamp = json.loads((directory / "version.json").read_text())
         if stamp.get("version") != VERSION:
             raise ValueError(f"chit-chat model in {directory} is version {stamp.get('version')}, "

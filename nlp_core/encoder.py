@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from nlp_core.integrity import verify_manifest, write_manifest
 from nlp_core.workspace import Workspace
 
 MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
@@ -302,8 +303,11 @@ class _OnnxModel:
 
 
 def export_onnx(model_path: Path, export_dir: Path, *, quantized: bool = False) -> Path:
-    """The transformer exported to ``model.onnx`` (``model-int8.onnx`` if ``quantized``), once."""
+    """The transformer exported to ``model.onnx`` (``model-int8.onnx`` if ``quantized``), once;
+    an export found damaged is an error that says how to redo it."""
     export_dir.mkdir(parents=True, exist_ok=True)
+    verify_manifest(export_dir, f"Delete {export_dir} and start again: the encoder is exported "
+                                "anew (about a minute).")
     plain = export_dir / "model.onnx"
     if not plain.is_file():
         import torch
@@ -340,6 +344,7 @@ def export_onnx(model_path: Path, export_dir: Path, *, quantized: bool = False) 
                               input_names=names, output_names=["last_hidden_state"],
                               dynamic_axes=axes, opset_version=17, dynamo=False)
         tmp.replace(plain)
+        write_manifest(export_dir)
     if not quantized:
         return plain
     int8 = export_dir / "model-int8.onnx"
@@ -349,4 +354,5 @@ def export_onnx(model_path: Path, export_dir: Path, *, quantized: bool = False) 
         tmp = export_dir / "model-int8.tmp.onnx"
         quantize_dynamic(str(plain), str(tmp), weight_type=QuantType.QInt8)
         tmp.replace(int8)
+        write_manifest(export_dir)
     return int8

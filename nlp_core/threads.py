@@ -9,6 +9,7 @@ search can run within the asker's language first and then over everything.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import replace
@@ -17,11 +18,13 @@ from typing import Any
 
 import numpy as np
 
-from indexes import Hit, ThreadIndex, ThreadIndexError, ThreadMeta
+from indexes import DamagedIndexError, Hit, ThreadIndex, ThreadIndexError, ThreadMeta
 from nlp_core.corpora import load_so_tags, load_titles
 from nlp_core.encoder import default_encoder
+from nlp_core.integrity import DamagedModelError
 from nlp_core.workspace import Workspace
 
+log = logging.getLogger(__name__)
 Progress = Callable[[float, str], None]
 
 #: The languages the assistant names, as the NLU predicts them.
@@ -147,12 +150,20 @@ def build_thread_index(workspace: Workspace, encoder: Any, progress: Progress | 
 
 def load_or_build_thread_index(workspace: Workspace, encoder: Any | None = None,
                                progress: Progress | None = None) -> ThreadIndex:
-    """The saved thread index if it matches ``encoder``, else a freshly built one."""
+    """The saved thread index if it matches ``encoder``, else a freshly built one (the first
+    time, or after a change of encoder). A damaged saved index is an error that names the file:
+    rebuilding 85k titles takes minutes, which is not for a bot's start to decide."""
     if encoder is None:
         encoder = default_encoder(workspace)
+    directory = index_dir(workspace)
     try:
-        return ThreadIndex.open(index_dir(workspace), str(encoder.name))
-    except (ThreadIndexError, OSError):
+        return ThreadIndex.open(directory, str(encoder.name))
+    except DamagedIndexError as error:
+        raise DamagedModelError(directory, str(error),
+                                "Rebuild it with `amlbot train threads`.") from None
+    except (ThreadIndexError, FileNotFoundError) as error:
+        if (directory / "info.json").is_file():
+            log.warning("rebuilding the thread index: %s", error)
         return build_thread_index(workspace, encoder, progress, limit=workspace.thread_index_limit)
 
 

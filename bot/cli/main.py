@@ -58,11 +58,12 @@ def run() -> None:
     """The ``amlbot`` script: the Typer app, with bad input (an unreadable, malformed or
     missing file, a wrong value) reported in one line and exit status 2 instead of a traceback.
     ``--verbose`` keeps the traceback."""
+    from bot.app import StartupError
     from bot.data import MissingDataError
 
     try:
         app()
-    except (ValueError, OSError, MissingDataError) as error:
+    except (ValueError, OSError, MissingDataError, StartupError) as error:
         if "-v" in sys.argv or "--verbose" in sys.argv:
             raise
         if isinstance(error, UnicodeDecodeError):

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -22,6 +24,9 @@ if TYPE_CHECKING:
     from nlp_core.pipeline import NLP
 
 log = logging.getLogger(__name__)
+
+#: Exchanges kept in memory while the database refuses writes (the oldest go first after).
+UNSAVED_MAX = 10_000
 
 _CONTROL = {c: "\ufffd" for c in range(32) if chr(c) not in "\n\t\r"}
 _CONTROL[0x7F] = "\ufffd"
@@ -59,6 +64,11 @@ class Assistant:
     #: Called by :meth:`close`, after the skills (the job manager's shutdown, say).
     on_close: list[Callable[[], None]] = field(default_factory=list)
     started_at: float = field(default_factory=time.time)
+    #: Why the last exchange could not be stored (None: storage works).
+    storage_error: str | None = None
+    _unsaved: deque[list[Event]] = field(
+        default_factory=lambda: deque(maxlen=UNSAVED_MAX), repr=False)
+    _unsaved_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def set_understander(self, understander: Understander) -> None:
         """Swap in a (newly trained) NLU."""
@@ -100,12 +110,13 @@ class Assistant:
             error = f"{type(exc).__name__}: {exc}"[:2000]
             replies = [TextReply(
                 f"Sorry, something went wrong on my side (error id {error_id}). "
-                "Your message is saved; please try again or rephrase it."
+                "Please try again or rephrase it."
             )]
         if not replies:
             replies = [TextReply("I have nothing to say to that. Try /help.")]
         latency_ms = (time.perf_counter() - started) * 1000.0
-        self._record(message, replies, intent, data, latency_ms, error)
+        if not (error is None and request.extra.get("unrecorded")):
+            self._record(message, replies, intent, data, latency_ms, error)
         return replies
 
     def _record(
@@ -131,7 +142,7 @@ class Assistant:
         for reply in replies:
             events.append(Event(
                 chat_id=message.chat_id, user_id=message.user_id, channel=message.channel,
-                type="reply", text=reply_text(reply)[:20_000], intent=intent,
+                type="reply", text=reply_text(reply), intent=intent,
                 data={"kind": reply.kind} | (
                     {"progress_id": reply.handle.id} if isinstance(reply, ProgressReply) else {}
                 ),
@@ -141,10 +152,28 @@ class Assistant:
             events.append(Event(chat_id=message.chat_id, user_id=message.user_id,
                                 channel=message.channel, type="error", text="", intent=intent,
                                 error=error, latency_ms=latency_ms))
-        try:
-            self.store.append_events(events)
-        except Exception:  # noqa: BLE001 - never fail a reply because the log is down
-            log.exception("could not store events for chat %s", message.chat_id)
+        self.save(events)
+
+    def save(self, events: list[Event]) -> bool:
+        """Store ``events`` (after any that could not be stored before); never raises.
+
+        While the database refuses writes (locked, read-only, full), exchanges wait in memory
+        (up to :data:`UNSAVED_MAX` of them) and are stored once it takes writes again;
+        :attr:`storage_error` says why, for ``amlbot health``.
+        """
+        with self._unsaved_lock:
+            self._unsaved.append(events)
+            try:
+                while self._unsaved:
+                    self.store.append_events(self._unsaved[0])
+                    self._unsaved.popleft()
+            except Exception as exc:  # noqa: BLE001 - never fail a reply because the log is down
+                self.storage_error = f"{type(exc).__name__}: {exc}"[:500]
+                log.error("could not store events (%d exchanges wait to be stored): %s",
+                          len(self._unsaved), self.storage_error)
+                return False
+            self.storage_error = None
+            return True
 
     def add_listener(self, listener: ReplyListener) -> Callable[[], None]:
         """Register a channel's callback for later replies (job results); returns a remover."""

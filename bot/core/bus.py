@@ -48,14 +48,26 @@ class ReplyBus:
     def __init__(self, store: Store) -> None:
         self.store = store
         self._listeners: Listeners[ReplyListener] = Listeners()
+        self._on_attach: Listeners[Callable[[], None]] = Listeners()
 
     def add_listener(self, listener: ReplyListener) -> Callable[[], None]:
         """Register a channel's callback for later replies; returns a remover.
 
         Listeners run on the notifying thread (a job pump): they must hand the replies over
-        to their channel quickly and ignore chats that are not theirs.
+        to their channel quickly and ignore chats that are not theirs. Whatever waited for a
+        channel (see :meth:`on_attach`) is sent now, from a thread of its own.
         """
-        return self._listeners.add(listener)
+        remove = self._listeners.add(listener)
+        hooks = self._on_attach.snapshot()
+        if hooks:
+            threading.Thread(target=lambda: [hook() for hook in hooks],
+                             name="amlbot-attach", daemon=True).start()
+        return remove
+
+    def on_attach(self, hook: Callable[[], None]) -> Callable[[], None]:
+        """Call ``hook`` each time a channel attaches: the moment to send what could not be
+        delivered while none was (a job that ended while the bot was down)."""
+        return self._on_attach.add(hook)
 
     def notify(self, chat_id: str, replies: Sequence[Reply], *, user_id: str = "",
                channel: str = "") -> int:
@@ -66,7 +78,7 @@ class ReplyBus:
         """
         replies = list(replies)
         events = [Event(chat_id=chat_id, user_id=user_id, channel=channel[:32], type="reply",
-                        text=reply_text(reply)[:20_000], data={"kind": reply.kind,
+                        text=reply_text(reply), data={"kind": reply.kind,
                                                                 "later": True})
                   for reply in replies]
         try:

@@ -1,7 +1,9 @@
 """The :class:`JobManager`: queues course-tool jobs, runs them on a backend, records everything.
 
-One pump thread owns the backend. It starts queued jobs while fewer than
-``settings.max_concurrent_jobs`` run, turns worker events into database rows and live
+One pump thread owns the backend. It starts queued jobs in two lanes, heavy commands (at most
+``settings.max_concurrent_jobs`` at once) and light ones (``settings.max_light_jobs``), so a
+long training never holds up a quick ``/faces``; within a lane the user with the fewest jobs
+running goes first. It turns worker events into database rows and live
 :class:`~bot.core.messages.ProgressHandle` updates (throttled), enforces cancellation (cooperative
 first, then ``kill``), beats the heart of active jobs, and calls listeners when a job ends.
 """
@@ -10,18 +12,26 @@ from __future__ import annotations
 
 import atexit
 import builtins
+import itertools
 import logging
 import threading
 import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from bot.core.bus import Listeners
 from bot.core.messages import ProgressHandle
-from bot.jobs.records import ACTIVE, JobInfo, JobRecords, owner_id
+from bot.jobs.records import (
+    ACTIVE,
+    SHUT_DOWN_QUEUED,
+    SHUT_DOWN_RUNNING,
+    JobInfo,
+    JobRecords,
+    owner_id,
+)
 from bot.jobs.worker import JobEvent, JobSpec, execute
 from bot.settings import Settings
 from bot.storage.store import Store
@@ -68,6 +78,16 @@ def new_job_id() -> str:
     return uuid.uuid4().hex[:8]
 
 
+@dataclass(frozen=True)
+class _Queued:
+    """What the pump needs to know of a job besides its spec."""
+
+    chat_id: str | None
+    user_id: str | None
+    headline: str
+    heavy: bool
+
+
 class JobManager:
     """Submit, watch, cancel and list background jobs. Thread-safe."""
 
@@ -87,8 +107,10 @@ class JobManager:
         self._lock = threading.RLock()
         self._pending: deque[str] = deque()
         self._specs: dict[str, JobSpec] = {}
-        self._chats: dict[str, str | None] = {}
-        self._headlines: dict[str, str] = {}
+        self._queued: dict[str, _Queued] = {}
+        #: When each user's job last started (a count): the queue's round robin.
+        self._served: dict[str | None, int] = {}
+        self._starts = itertools.count()
         self._running: set[str] = set()
         self._handles: dict[str, ProgressHandle] = {}
         self._cancel_at: dict[str, float] = {}
@@ -130,24 +152,27 @@ class JobManager:
         user_id: str | None = None,
         *,
         inputs: Sequence[InputFile] = (),
+        readable_jobs: Sequence[str] = (),
     ) -> str:
         """Queue a validated tool call (see :mod:`course_tools.invocation`); returns the job id.
 
-        ``inputs`` are the files sent with the request (a photo). The tool's memory for
-        ``chat_id`` is read when the job starts and saved when it succeeds.
+        ``inputs`` are the files sent with the request (a photo); ``readable_jobs`` the earlier
+        jobs whose files the tool may open (``/play``: the caller checked they are the user's).
+        The tool's memory for ``chat_id`` is read when the job starts and saved when it
+        succeeds.
         """
         if self._closed:
             raise RuntimeError("the job manager is closed")
-        spec = self._new_job(invocation, chat_id, user_id, inputs)
+        spec = replace(self._new_job(invocation, chat_id, user_id, inputs),
+                       readable_jobs=tuple(readable_jobs))
         job_id = spec.job_id
         handle = ProgressHandle(title=f"{invocation.title} · job {job_id}", id=f"job-{job_id}")
         with self._lock:
             self._pending.append(job_id)
             self._specs[job_id] = spec
             self._handles[job_id] = handle
-            waiting = len(self._running) + len(self._pending) > self.settings.max_concurrent_jobs
-            if waiting:
-                handle.update(0.0, f"queued (position {len(self._pending)})")
+            if self._waits(job_id):
+                handle.update(0.0, f"queued (position {self._position(job_id)})")
             else:
                 handle.update(0.0, "starting")
             self._ensure_thread()
@@ -190,8 +215,8 @@ class JobManager:
                             invocation.params.model_dump(mode="json"), chat_id, user_id,
                             self._owner)
         with self._lock:
-            self._chats[job_id] = chat_id
-            self._headlines[job_id] = invocation.spec.headline_metric
+            self._queued[job_id] = _Queued(chat_id, user_id, invocation.spec.headline_metric,
+                                           invocation.command.heavy)
         return spec
 
     def handle(self, job_id: str) -> ProgressHandle | None:
@@ -253,7 +278,7 @@ class JobManager:
         if self._thread is not None:
             self._thread.join(timeout=10)
         for job_id in pending:
-            self._finish(job_id, "failed", error="the bot shut down before this job could start",
+            self._finish(job_id, "failed", error=SHUT_DOWN_QUEUED,
                          detail="the bot shut down")
         if self._running:
             backend = self.backend
@@ -265,8 +290,7 @@ class JobManager:
                     self._apply(event)
             for job_id in list(self._running):
                 backend.kill(job_id)
-                self._finish(job_id, "failed",
-                             error="the bot shut down while this job was running",
+                self._finish(job_id, "failed", error=SHUT_DOWN_RUNNING,
                              detail="the bot shut down")
         if self._backend is not None:
             self._backend.close()
@@ -283,8 +307,7 @@ class JobManager:
 
     def _add_position(self, info: JobInfo) -> None:
         with self._lock:
-            if info.id in self._pending:
-                info.position = self._pending.index(info.id) + 1
+            info.position = self._position(info.id)
 
     def _ensure_thread(self) -> None:
         if self._thread is None or not self._thread.is_alive():
@@ -311,34 +334,71 @@ class JobManager:
                     self.records.heartbeat(self.active())
                 if now - last_recover >= RECOVER_EVERY:
                     last_recover = now
-                    self.records.recover()
+                    self._tell(self.records.recover())
             except Exception:  # noqa: BLE001 - the pump must survive a bad event or a DB hiccup
                 log.exception("job pump error")
                 time.sleep(0.5)
 
+    def _capacity(self, heavy: bool) -> int:
+        return self.settings.max_concurrent_jobs if heavy else self.settings.max_light_jobs
+
+    def _free(self, heavy: bool) -> int:
+        """Free places in a lane now."""
+        running = sum(1 for j in self._running if self._queued[j].heavy == heavy)
+        return max(0, self._capacity(heavy) - running)
+
+    def _position(self, job_id: str) -> int | None:
+        """A queued job's 1-based place among the queued jobs of its lane."""
+        if job_id not in self._pending:
+            return None
+        heavy = self._queued[job_id].heavy
+        lane = [j for j in self._pending if self._queued[j].heavy == heavy]
+        return lane.index(job_id) + 1
+
+    def _waits(self, job_id: str) -> bool:
+        """Whether a queued job must wait: its lane is full up to it, or its chat is running
+        a job of the same tool."""
+        queued = self._queued[job_id]
+        position = self._position(job_id) or 0
+        busy = any(self._queued[j].chat_id == queued.chat_id
+                   and self._specs[j].tool == self._specs[job_id].tool for j in self._running)
+        return position > self._free(queued.heavy) or (queued.chat_id is not None and busy)
+
     def _next_startable(self) -> str | None:
-        """The first queued job whose chat has no job of the same tool running (a tool's
-        memory for a chat is read at start and written at the end: one at a time)."""
-        busy = {(self._chats.get(j), self._specs[j].tool) for j in self._running}
-        for job_id in self._pending:
-            chat = self._chats.get(job_id)
-            if chat is None or (chat, self._specs[job_id].tool) not in busy:
-                return job_id
-        return None
+        """The queued job to start now, if any: in a lane with a free place, not behind a job
+        of the same tool running in its chat (a tool's memory for a chat is read at start and
+        written at the end: one at a time), and of the user with the fewest jobs running,
+        then the one served longest ago (round robin), then the first queued."""
+        busy = {(self._queued[j].chat_id, self._specs[j].tool) for j in self._running}
+        running_by_user: dict[str | None, int] = {}
+        for job_id in self._running:
+            user = self._queued[job_id].user_id
+            running_by_user[user] = running_by_user.get(user, 0) + 1
+        best: tuple[int, int, int, str] | None = None
+        for order, job_id in enumerate(self._pending):
+            queued = self._queued[job_id]
+            if self._free(queued.heavy) == 0:
+                continue
+            if queued.chat_id is not None and (queued.chat_id, self._specs[job_id].tool) in busy:
+                continue
+            rank = (running_by_user.get(queued.user_id, 0),
+                    self._served.get(queued.user_id, -1), order, job_id)
+            if best is None or rank < best:
+                best = rank
+        return best[3] if best is not None else None
 
     def _start_pending(self) -> None:
         while True:
             with self._lock:
-                if not self._pending or len(self._running) >= self.settings.max_concurrent_jobs:
-                    return
                 job_id = self._next_startable()
                 if job_id is None:
                     return
                 self._pending.remove(job_id)
+                self._served[self._queued[job_id].user_id] = next(self._starts)
                 spec = self._specs[job_id]
                 self._running.add(job_id)
                 waiting = list(self._pending)
-            chat_id = self._chats.get(job_id)
+            chat_id = self._queued[job_id].chat_id
             if chat_id is not None:
                 spec = replace(spec, memory=self.records.memory(chat_id, spec.tool))
             try:
@@ -352,9 +412,11 @@ class JobManager:
             handle = self.handle(job_id)
             if handle is not None:
                 handle.update(0.0, f"running on {self.backend.name}")
-            for position, other in enumerate(waiting, start=1):
+            for other in waiting:
                 other_handle = self.handle(other)
-                if other_handle is not None:
+                with self._lock:
+                    position = self._position(other)
+                if other_handle is not None and position is not None:
                     other_handle.update(0.0, f"queued (position {position})")
 
     def _enforce_cancels(self) -> None:
@@ -388,8 +450,7 @@ class JobManager:
         elif kind == "done":
             self._end(event)
         elif kind in ("cancelled", "died") and self._closed and job_id not in self._cancel_at:
-            self._finish(job_id, "failed", error="the bot shut down while this job was running",
-                         detail="the bot shut down")
+            self._finish(job_id, "failed", error=SHUT_DOWN_RUNNING, detail="the bot shut down")
         elif kind == "cancelled":
             self._finish(job_id, "cancelled", detail="cancelled")
         elif kind in ("failed", "died"):
@@ -397,6 +458,19 @@ class JobManager:
                 self._finish(job_id, "cancelled", detail="cancelled (worker stopped)")
             else:
                 self._finish(job_id, "failed", error=str(event[2]), detail="failed")
+
+    def _tell(self, job_ids: Sequence[str]) -> None:
+        """Give the listeners jobs that ended outside this manager's pump (recovered ones)."""
+        listeners = self._listeners.snapshot()
+        for job_id in job_ids:
+            info = self.records.get(job_id)
+            if info is None:
+                continue
+            for listener in listeners:
+                try:
+                    listener(info)
+                except Exception:  # noqa: BLE001 - one broken listener must not stop the pump
+                    log.exception("job listener failed for %s", job_id)
 
     def _end(self, event: JobEvent) -> None:
         """Record a worker's final event (done, failed or cancelled)."""
@@ -423,8 +497,7 @@ class JobManager:
         with self._lock:
             self._running.discard(job_id)
             self._specs.pop(job_id, None)
-            self._chats.pop(job_id, None)
-            self._headlines.pop(job_id, None)
+            self._queued.pop(job_id, None)
             self._cancel_at.pop(job_id, None)
             self._cancel_sent.discard(job_id)
             self._last_ui.pop(job_id, None)
@@ -443,7 +516,8 @@ class JobManager:
 
     def _summary(self, job_id: str, payload: Mapping[str, Any]) -> str:
         metrics = dict(payload.get("metrics") or {})
-        headline = self._headlines.get(job_id, "")
+        queued = self._queued.get(job_id)
+        headline = queued.headline if queued is not None else ""
         if headline and headline in metrics:
             return f"done: {headline} = {metrics[headline]:.4g} (/job {job_id})"
         return f"done (/job {job_id})"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -11,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, func, select
 
 from bot.storage.models import Artifact, Job, ToolMemory, utcnow
 from bot.storage.store import Store
@@ -20,6 +21,8 @@ ACTIVE = ("queued", "running")
 FINISHED = ("done", "failed", "cancelled")
 RESTARTED_RUNNING = "the bot restarted while this job was running"
 RESTARTED_QUEUED = "the bot restarted before this job could start"
+SHUT_DOWN_RUNNING = "the bot shut down while this job was running"
+SHUT_DOWN_QUEUED = "the bot shut down before this job could start"
 
 _MIME = {".png": "image/png", ".gif": "image/gif", ".jpg": "image/jpeg", ".csv": "text/csv",
          ".json": "application/json", ".txt": "text/plain", ".npz": "application/octet-stream"}
@@ -208,6 +211,49 @@ class JobRecords:
                     session.add(ToolMemory(chat_id=job.chat_id, tool=job.tool, data=memory))
                 else:
                     row.data, row.updated_at = memory, now
+
+    def forget_user(self, user_id: str) -> int:
+        """Delete ``user_id``'s jobs that have ended, with their rows and files; returns how
+        many (a job still running is left alone: cancel it first)."""
+        return self._delete(select(Job.id).where(Job.user_id == user_id,
+                                                 Job.status.in_(FINISHED)))
+
+    def forget_before(self, cutoff: datetime) -> int:
+        """Delete the jobs that ended before ``cutoff``, with their files; returns how many."""
+        return self._delete(select(Job.id).where(Job.status.in_(FINISHED),
+                                                 Job.finished_at < cutoff))
+
+    def _delete(self, ids_query: Any) -> int:
+        with self.store.session() as session:
+            ids = list(session.scalars(ids_query))
+            if ids:
+                session.execute(delete(Artifact).where(Artifact.job_id.in_(ids)))
+                session.execute(delete(Job).where(Job.id.in_(ids)))
+        for job_id in ids:
+            shutil.rmtree(self.work_dir(job_id), ignore_errors=True)
+        return len(ids)
+
+    def mark_announced(self, job_id: str) -> None:
+        with self.store.session() as session:
+            job = session.get(Job, job_id)
+            if job is not None:
+                job.announced = True
+
+    def unannounced(self, within: timedelta = timedelta(hours=24)) -> list[JobInfo]:
+        """Jobs of a chat that ended in the last ``within`` without their chat being told
+        (the bot crashed, or stopped, or no channel was attached), oldest first."""
+        since = utcnow() - within
+        query = (select(Job).where(Job.status.in_(FINISHED), Job.announced.is_(False),
+                                   Job.chat_id.is_not(None), Job.finished_at >= since)
+                 .order_by(Job.finished_at))
+        with self.store.session() as session:
+            return [_info(job, ()) for job in session.scalars(query)]
+
+    def count_active(self, user_id: str) -> int:
+        """Jobs of ``user_id`` queued or running, in any bot process."""
+        with self.store.session() as session:
+            return int(session.scalar(select(func.count()).select_from(Job).where(
+                Job.user_id == user_id, Job.status.in_(ACTIVE))) or 0)
 
     def memory(self, chat_id: str, tool: str) -> dict[str, Any]:
         """What ``tool`` remembers for ``chat_id`` (empty when nothing yet)."""

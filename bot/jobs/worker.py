@@ -64,6 +64,8 @@ class JobSpec:
     inputs: tuple[InputFile, ...] = ()
     #: The tool's memory for this job's chat (None: the job has no chat).
     memory: dict[str, Any] | None = None
+    #: Earlier jobs whose work dirs the tool may open (None: any, for the operator's CLI).
+    readable_jobs: tuple[str, ...] | None = None
 
 
 class AnyFlag:
@@ -110,7 +112,7 @@ def execute(
         ctx = ToolContext(params=spec.params, work_dir=work_dir, progress=progress,
                           cancel_event=cancel, data_dir=data_dir,
                           data=DataCatalogue(data_dir), inputs=spec.inputs, memory=memory,
-                          find_job=lambda other: data_dir / "jobs" / other, fan_out=fan_out)
+                          find_job=lambda other: _job_dir(spec, other), fan_out=fan_out)
         ctx.check_cancelled()
         result = command.func(ctx)
         ctx.check_cancelled()
@@ -131,6 +133,13 @@ def execute(
     except Exception as exc:  # noqa: BLE001 - e.g. a tool returned a non-numeric metric
         return ("failed", job_id, f"could not save the results: {type(exc).__name__}: {exc}")
     return ("done", job_id, payload)
+
+
+def _job_dir(spec: JobSpec, other: str) -> Path:
+    """The work dir of an earlier job the tool may open (``ctx.find_job``)."""
+    if spec.readable_jobs is not None and other not in spec.readable_jobs:
+        raise ToolInputError(f"There is no job {other} of yours. /jobs lists them.")
+    return Path(spec.data_dir) / "jobs" / other
 
 
 def _json(value: Any) -> str:

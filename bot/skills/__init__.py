@@ -8,7 +8,7 @@ from bot.skills.base import BaseSkill, Command, Request, Services, Skill, skills
 
 
 def _register_builtins() -> None:
-    from bot.skills import basic, nlp, tools  # noqa: F401
+    from bot.skills import basic, nlp, privacy, tools  # noqa: F401
 
 
 def build_skills(services: Services, names: Iterable[str] | None = None) -> list[Skill]:

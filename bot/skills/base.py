@@ -34,7 +34,7 @@ class Services:
     jobs: JobManager | None = None
     load_tools: Callable[[], ToolRegistry] | None = None
     access: AccessPolicy = AccessPolicy()
-    max_concurrent_jobs: int = 1
+    max_jobs_per_user: int = 3
     started_at: float = field(default_factory=time.time)
 
 

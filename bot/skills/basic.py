@@ -44,8 +44,9 @@ class HelpSkill(BaseSkill):
 
     def handle(self, request: Request) -> list[Reply]:
         router = self.services.router
-        if request.args:
-            wanted = request.args.lstrip("/").split()[0].lower()
+        words = request.args.replace("/", " ").split()
+        if words:
+            wanted = words[0].lower()
             found = router.find_command(wanted)
             if found is None:
                 return [TextReply(f"There is no /{wanted} command. Type /help for the list.")]

@@ -16,8 +16,14 @@ from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from bot.core.messages import ImageReply, ProgressReply, Reply, TextReply
+from bot.core.messages import ImageReply, ProgressEdit, ProgressReply, Reply, TextReply
 from bot.jobs import JobInfo, JobManager
+from bot.jobs.records import (
+    RESTARTED_QUEUED,
+    RESTARTED_RUNNING,
+    SHUT_DOWN_QUEUED,
+    SHUT_DOWN_RUNNING,
+)
 from bot.skills.base import BaseSkill, Command, Request, Services, skills
 from course_tools.base import InputFile
 from course_tools.invocation import ToolRequest, parse_request, words_of
@@ -61,8 +67,10 @@ class ToolsSkill(BaseSkill):
         self.jobs: JobManager = services.jobs
         self.access = services.access
         self._remove_listener = self.jobs.add_listener(self._on_job_end)
+        self._remove_hook = services.bus.on_attach(self._announce_untold)
         self._channels: dict[str, str] = {}
         self._submit_lock = threading.Lock()
+        self._announce_lock = threading.Lock()
 
     @cached_property
     def tools(self) -> ToolRegistry:
@@ -82,6 +90,7 @@ class ToolsSkill(BaseSkill):
 
     def close(self) -> None:
         self._remove_listener()
+        self._remove_hook()
 
     # --- dispatch ---------------------------------------------------------------------------
 
@@ -221,20 +230,24 @@ class ToolsSkill(BaseSkill):
             lines.append(f"\nParameters of {spec.name} {command.name}:")
             lines += [f"  {line}" for line in describe_params(command.params)]
             return [TextReply("\n".join(lines))]
-        with self._submit_lock:  # the quota check and the new row must not interleave
-            refusal = self._refusal(message.user_id, spec, command)
+        readable = self._readable_jobs(invocation.params, message)
+        if isinstance(readable, str):
+            return [TextReply(readable)]
+        with self._submit_lock:  # the quota checks and the new row must not interleave
+            refusal = (self._refusal(message.user_id, spec, command)
+                       or self._over_limit(message.user_id))
             if refusal:
                 return [TextReply(refusal)]
             job_id = self.jobs.submit(invocation, message.chat_id, message.user_id,
-                                      inputs=inputs)
+                                      inputs=inputs, readable_jobs=readable)
         self._channels[job_id] = message.channel
         handle = self.jobs.handle(job_id)
         if compact and handle is not None:
             return [ProgressReply(handle)]
         info = self.jobs.status(job_id)
+        waits = handle is not None and handle.detail.startswith("queued")
         queue = (f" It is number {info.position} in the queue."
-                 if info is not None and info.position and
-                 len(self.jobs.active()) > self.services.max_concurrent_jobs else "")
+                 if waits and info is not None and info.position else "")
         replies: list[Reply] = [TextReply(
             f"Started job {job_id}: {invocation.title} ({invocation.describe()}).{queue} "
             f"I'll post the results here when it is done. /job {job_id} shows it, "
@@ -272,6 +285,33 @@ class ToolsSkill(BaseSkill):
                 f"your user id ({user_id}) to AMLBOT_ADMINS, or to set AMLBOT_USER_JOB_QUOTA "
                 f"(heavy jobs per user per day) or AMLBOT_HEAVY_COMMANDS_OPEN=true.{also}")
 
+    def _over_limit(self, user_id: str) -> str | None:
+        """Why ``user_id`` may not queue one more job (light ones count too), or None."""
+        limit = self.services.max_jobs_per_user
+        if self.access.is_admin(user_id):
+            return None
+        active = self.jobs.records.count_active(user_id)
+        if active < limit:
+            return None
+        return (f"You have {active} jobs queued or running, and the limit is {limit} a user. "
+                "Wait for one to end (/jobs), or /cancel one.")
+
+    def _readable_jobs(self, params: Any, message: Any) -> tuple[str, ...] | str:
+        """The earlier job a command reads (``/play rl.dqn JOB_ID``), once it is known to be
+        the user's: its id, or why it may not be read."""
+        job_id = getattr(params, "job", None)
+        if not job_id:
+            return ()
+        info = self.jobs.status(str(job_id))
+        if info is None or not self._owns(info, message):
+            return f"There is no job {job_id} of yours. /jobs lists this chat's jobs."
+        return (info.id,)
+
+    def _owns(self, info: JobInfo, message: Any) -> bool:
+        """Whether the sender may see this job: it was started in this chat or by them."""
+        return (info.chat_id == message.chat_id or info.user_id == message.user_id
+                or self.access.is_admin(message.user_id))
+
     def _is_heavy(self, tool: str, command: str) -> bool:
         if tool not in self.tools:
             return True
@@ -296,10 +336,7 @@ class ToolsSkill(BaseSkill):
         if not job_id:
             return f"Usage: /{request.command} JOB_ID (see /jobs)."
         info = self.jobs.status(job_id)
-        message = request.message
-        if info is None or not (info.chat_id in (None, message.chat_id) or
-                                info.user_id == message.user_id or
-                                self.access.is_admin(message.user_id)):
+        if info is None or not self._owns(info, request.message):
             return f"There is no job {job_id} in this chat. /jobs lists yours."
         return info
 
@@ -378,11 +415,27 @@ class ToolsSkill(BaseSkill):
         return replies
 
     def _on_job_end(self, info: JobInfo) -> None:
+        """Tell the job's chat how it ended; a job nobody could be told of (no channel was
+        attached) waits for :meth:`_announce_untold`."""
         channel = self._channels.pop(info.id, "")
         if info.chat_id is None:
             return
-        self.services.bus.notify(info.chat_id, self.result_replies(info),
-                                 user_id=info.user_id or "", channel=channel)
+        replies = self.result_replies(info)
+        if info.error in (RESTARTED_RUNNING, RESTARTED_QUEUED, SHUT_DOWN_RUNNING,
+                          SHUT_DOWN_QUEUED):
+            # Its live progress message froze when the bot went: say so there too.
+            replies.append(ProgressEdit(f"job-{info.id}", f"{info.tool} {info.command} · job "
+                                                          f"{info.id} ✗ stopped: {info.error}"))
+        if self.services.bus.notify(info.chat_id, replies, user_id=info.user_id or "",
+                                    channel=channel):
+            self.jobs.records.mark_announced(info.id)
+
+    def _announce_untold(self) -> None:
+        """A channel attached: tell each chat of the jobs that ended while none was (a crash,
+        a stop, a restart)."""
+        with self._announce_lock:
+            for info in self.jobs.records.unannounced():
+                self._on_job_end(info)
 
 
 def _verb_for(command: ToolCommand[Any]) -> str:

@@ -9,12 +9,13 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, func, select
+from sqlalchemy import Engine, create_engine, delete, event, func, insert, select
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
-from bot.storage.models import Base, Chat, Event, User, utcnow
+from bot.storage.models import Base, Chat, Event, ToolMemory, User, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,9 @@ def make_engine(url: str) -> Engine:
             # NORMAL is durable against process crashes in WAL mode; FULL adds power-loss safety.
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.execute("PRAGMA busy_timeout=30000")
+            # A write waits this long for a lock; past it the exchange waits in memory instead
+            # (Assistant.save), so a locked database never holds a reply for long.
+            cursor.execute("PRAGMA busy_timeout=5000")
             cursor.close()
 
         return engine
@@ -69,6 +72,19 @@ class Store:
         from bot.storage.migrations import upgrade
 
         upgrade(self.engine)
+
+    def write_problem(self) -> str | None:
+        """Why the database cannot take a write now (read-only, locked), or None."""
+        try:
+            with self.engine.connect() as connection, connection.begin() as transaction:
+                # A real write, undone: SQLite checks read-only files and locks only then.
+                now = utcnow()
+                connection.execute(insert(User).values(
+                    id="~write-probe", username=None, first_seen=now, last_seen=now))
+                transaction.rollback()
+        except SQLAlchemyError as error:
+            return str(getattr(error, "orig", None) or error).splitlines()[0]
+        return None
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -171,6 +187,26 @@ class Store:
         with self.session() as session:
             return list(session.scalars(select(Event).where(Event.timestamp >= since)).all())
 
+    def forget_user(self, user_id: str) -> dict[str, int]:
+        """Delete what is stored of ``user_id``: their messages and the replies to them, what
+        tools remember in the chats only they wrote in, and their user row. (Their jobs are
+        :meth:`~bot.jobs.records.JobRecords.forget_user`'s.) Returns counts."""
+        with self.session() as session:
+            chats = set(session.scalars(select(Event.chat_id).where(Event.user_id == user_id)))
+            shared = set(session.scalars(select(Event.chat_id).where(
+                Event.chat_id.in_(chats), Event.user_id != user_id))) if chats else set()
+            own_chats = (chats - shared) | {user_id}
+            events = session.execute(delete(Event).where(Event.user_id == user_id))
+            memories = session.execute(delete(ToolMemory).where(
+                ToolMemory.chat_id.in_(own_chats)))
+            session.execute(delete(User).where(User.id == user_id))
+            return {"events": _rowcount(events), "memories": _rowcount(memories)}
+
+    def forget_before(self, cutoff: datetime) -> int:
+        """Delete the events older than ``cutoff`` (the retention period); returns how many."""
+        with self.session() as session:
+            return _rowcount(session.execute(delete(Event).where(Event.timestamp < cutoff)))
+
     def dispose(self) -> None:
         self.engine.dispose()
 
@@ -214,3 +250,7 @@ def clean_db_json(value: Any) -> Any:
 def create_all(engine: Engine) -> None:
     """Create every table directly (used by tests of the models only)."""
     Base.metadata.create_all(engine)
+
+
+def _rowcount(result: Any) -> int:
+    return int(getattr(result, "rowcount", 0) or 0)

@@ -34,7 +34,6 @@ Dataset = Literal["digits", "breast_cancer"]
 class BOParams(ToolParams):
     """Parameters of one BO-versus-random-search run."""
 
-    seed: int = Field(default=0, ge=0, le=2**31 - 1, description="random seed")
     model: Model = Field(default="svc", description="model whose hyperparameters are tuned")
     dataset: Dataset = Field(default="digits", description="scikit-learn dataset")
     budget: int = Field(default=20, ge=3, le=500, description="objective evaluations per method")

@@ -147,7 +147,6 @@ class GaussianMixtureEM:
 class EMParams(ToolParams):
     """Parameters of the EM tool."""
 
-    seed: int = Field(default=0, ge=0, le=2**31 - 1, description="random seed")
     dataset: Literal["blobs", "iris", "wine"] = Field(default="blobs",
                                                       description="data to cluster")
     n_samples: int = Field(default=3_000, ge=20, le=200_000, description="samples (blobs only)")

@@ -95,7 +95,6 @@ class GaussianProcessRegression:
 class GPParams(ToolParams):
     """Parameters of the GP regression tool."""
 
-    seed: int = Field(default=0, ge=0, le=2**31 - 1, description="random seed")
     dataset: Literal["sine", "diabetes_bmi"] = Field(default="sine",
                                                      description="1-D regression data")
     n_train: int = Field(default=40, ge=3, le=2_000, description="training points")

@@ -20,7 +20,6 @@ from course_tools.plots import figure_png, new_figure
 class LDAParams(ToolParams):
     """Parameters of the LDA tool."""
 
-    seed: int = Field(default=0, ge=0, le=2**31 - 1, description="random seed")
     n_topics: int = Field(default=12, ge=2, le=100, description="topics")
     n_docs: int = Field(default=20_000, ge=100, le=1_000_000,
                         description="titles used (0.1 held out)")

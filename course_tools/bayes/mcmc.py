@@ -25,7 +25,6 @@ from course_tools.plots import figure_png, new_figure
 class MCMCParams(ToolParams):
     """Parameters of the MCMC tool."""
 
-    seed: int = Field(default=0, ge=0, le=2**31 - 1, description="random seed")
     samples: int = Field(default=10_000, ge=100, le=1_000_000, description="kept draws per chain")
     burn_in: int = Field(default=2_000, ge=0, le=1_000_000,
                          description="adaptation draws per chain")

@@ -24,7 +24,6 @@ if TYPE_CHECKING:
 class VAEParams(ToolParams):
     """Parameters of the VAE tool."""
 
-    seed: int = Field(default=0, ge=0, le=2**31 - 1, description="random seed")
     latent_dim: int = Field(default=2, ge=1, le=64, description="latent dimensions")
     hidden: int = Field(default=256, ge=8, le=2_048, description="hidden units")
     epochs: int = Field(default=20, ge=1, le=1_000, description="training epochs")

@@ -57,7 +57,6 @@ PRESETS: dict[str, Preset] = {
 class CommonParams(ToolParams):
     """What every competition run takes."""
 
-    seed: int = Field(default=0, ge=0, le=2**31 - 1, description="random seed")
     trials: int = Field(default=6, ge=0, le=50,
                         description="optuna trials tuning LightGBM (0: no search)")
     max_train_rows: int = Field(default=60_000, ge=1_000, le=300_000,

@@ -53,7 +53,6 @@ FEATURES = (
 class PIDParams(ToolParams):
     """Sample size, detector resolution and GBDT settings."""
 
-    seed: int = Field(default=0, ge=0, le=2**31 - 1, description="random seed")
     n_per_class: int = Field(default=6_000, ge=200, le=100_000,
                              description="simulated tracks per class")
     p_min: float = Field(default=2.0, ge=1.0, le=50.0, description="lowest momentum, GeV")

@@ -35,7 +35,6 @@ HALF_LENGTH_M = 1.2
 class TrackingParams(ToolParams):
     """Detector, event and Hough-transform settings."""
 
-    seed: int = Field(default=0, ge=0, le=2**31 - 1, description="random seed")
     events: int = Field(default=3, ge=1, le=20, description="events to simulate and score")
     particles: int = Field(default=200, ge=1, le=2_000, description="charged particles/event")
     noise_hits: int = Field(default=1_000, ge=0, le=20_000, description="noise hits per event")

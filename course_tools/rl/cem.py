@@ -16,12 +16,11 @@ import numpy as np
 from pydantic import Field
 
 from course_tools import register
-from course_tools.base import ToolCommand, ToolContext, ToolResult, ToolSpec
+from course_tools.base import ToolCommand, ToolContext, ToolParams, ToolResult, ToolSpec
 from course_tools.plots import learning_curve_png
 from course_tools.rl.common import (
     CARTPOLE,
     CARTPOLE_SOLVED,
-    Seeded,
     episode_images,
     evaluate_cartpole,
     mlp_forward,
@@ -30,7 +29,7 @@ from course_tools.rl.common import (
 )
 
 
-class CEMParams(Seeded):
+class CEMParams(ToolParams):
     """Parameters of the cross-entropy method."""
 
     env: Literal["CartPole-v1"] = Field(default="CartPole-v1", description="environment")

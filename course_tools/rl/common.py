@@ -35,13 +35,7 @@ os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
 
 
-class Seeded(ToolParams):
-    """Base of the RL parameter models: a bounded seed."""
-
-    seed: int = Field(default=0, ge=0, le=2**31 - 1, description="random seed")
-
-
-class PlayParams(Seeded):
+class PlayParams(ToolParams):
     """Replay a trained agent from an earlier job."""
 
     job: str = Field(default=

@@ -16,12 +16,11 @@ import numpy as np
 from pydantic import Field
 
 from course_tools import register
-from course_tools.base import ToolCommand, ToolContext, ToolResult, ToolSpec
+from course_tools.base import ToolCommand, ToolContext, ToolParams, ToolResult, ToolSpec
 from course_tools.plots import learning_curve_png
 from course_tools.rl.common import (
     CARTPOLE,
     CARTPOLE_SOLVED,
-    Seeded,
     episode_images,
     evaluate_cartpole,
     mlp_forward,
@@ -34,7 +33,7 @@ if TYPE_CHECKING:
     import torch
 
 
-class DeepParams(Seeded):
+class DeepParams(ToolParams):
     """Parameters shared by the torch CartPole agents."""
 
     env: Literal["CartPole-v1"] = Field(default="CartPole-v1", description="environment")

@@ -15,10 +15,9 @@ import numpy as np
 from pydantic import Field
 
 from course_tools import register
-from course_tools.base import ToolCommand, ToolContext, ToolResult, ToolSpec
+from course_tools.base import ToolCommand, ToolContext, ToolParams, ToolResult, ToolSpec
 from course_tools.plots import learning_curve_png
 from course_tools.rl.common import (
-    Seeded,
     TabularEnv,
     TabularMDP,
     episode_images,
@@ -29,7 +28,7 @@ from course_tools.rl.common import (
 )
 
 
-class PlanningParams(Seeded):
+class PlanningParams(ToolParams):
     """Parameters of value and policy iteration."""
 
     env: TabularEnv = Field(default="FrozenLake-v1", description="toy-text environment")
@@ -42,7 +41,7 @@ class PlanningParams(Seeded):
                                description="evaluation episodes")
 
 
-class TDParams(Seeded):
+class TDParams(ToolParams):
     """Parameters of the TD control learners."""
 
     env: TabularEnv = Field(default="Taxi-v4", description="toy-text environment")

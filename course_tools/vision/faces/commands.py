@@ -40,7 +40,6 @@ Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME_LENGTH, pattern=r"
 class FacesParams(ToolParams):
     """Parameters every ``vision.faces`` command has."""
 
-    seed: int = Field(default=0, ge=0, le=2**31 - 1, description="random seed")
 
 
 class PhotoParams(FacesParams):

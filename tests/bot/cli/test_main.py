@@ -48,3 +48,19 @@ def test_verbose_keeps_the_traceback(tmp_path: Path) -> None:
                      str(tmp_path / "m"), data_dir=tmp_path / "data")
     assert result.returncode != 0
     assert "Traceback" in result.stderr and "expected label, title1, title2" in result.stderr
+
+
+def test_a_database_that_cannot_be_used_stops_the_start_in_one_line(tmp_path: Path) -> None:
+    garbage = tmp_path / "garbage"
+    (garbage / "amlbot.sqlite3").parent.mkdir(parents=True)
+    (garbage / "amlbot.sqlite3").write_bytes(b"this is not a database header" * 100)
+    directory = tmp_path / "directory"
+    (directory / "amlbot.sqlite3").mkdir(parents=True)  # the database path is a directory
+    for data_dir in (garbage, directory):
+        env = {**os.environ, "AMLBOT_DATA_DIR": str(data_dir), "AMLBOT_NLU_ENABLED": "false"}
+        result = subprocess.run([str(AMLBOT), "chat"], input="/start\n", capture_output=True,
+                                text=True, env=env, timeout=120, check=False)
+        assert result.returncode == 2, result.stderr
+        assert "Traceback" not in result.stderr
+        (line,) = [li for li in result.stderr.splitlines() if li.startswith("error:")]
+        assert "the database" in line and "cannot be used" in line

@@ -156,3 +156,33 @@ def test_results_outlive_the_manager(settings: Settings, store: Store, tmp_path:
     assert info.images[0].path.is_file()
     assert later.recovered == []
     later.close()
+
+
+def test_the_queue_is_fair_across_users(settings: Settings, store: Store) -> None:
+    # One user's many light jobs must not push another user's job to the back.
+    manager = JobManager(settings.model_copy(update={"max_light_jobs": 1}), store)
+    try:
+        flood = [manager.submit(call(PI, "run", {"n": "200k", "seed": str(i)}),
+                                f"c{i}", "flooder") for i in range(3)]
+        other = manager.submit(call(PI, "run", {"n": "20k"}), "c9", "other")
+        ended = [manager.wait(job_id, timeout=120) for job_id in [*flood, other]]
+        assert all(info is not None and info.status == "done" for info in ended)
+        started = {info.id: info.started_at for info in ended if info is not None}
+        # The other user's job ran second, right after the flood's first, not last.
+        assert started[flood[0]] < started[other] < started[flood[1]] < started[flood[2]]
+    finally:
+        manager.close()
+
+
+def test_a_chat_runs_one_job_of_a_tool_at_a_time(settings: Settings, store: Store) -> None:
+    # A tool's memory for a chat is read at start and written at the end.
+    manager = JobManager(settings.model_copy(update={"max_light_jobs": 2}), store)
+    try:
+        first = manager.submit(call(PI, "run", SLOW), "c1", "u1")
+        second = manager.submit(call(PI, "run", {"n": "20k"}), "c1", "u1")
+        elsewhere = manager.submit(call(PI, "run", {"n": "20k"}), "c2", "u2")
+        assert (manager.wait(elsewhere, 60) or pytest.fail("gone")).status == "done"
+        assert _status(manager, second).status == "queued"
+        assert _status(manager, first).status == "running"
+    finally:
+        manager.close()

@@ -12,7 +12,8 @@ from datetime import timedelta
 from pathlib import Path
 
 from bot.app import build_assistant
-from bot.core import Message, TextReply
+from bot.core import Message, Reply, TextReply
+from bot.core.messages import ProgressEdit
 from bot.jobs import JobManager
 from bot.jobs.records import RESTARTED_QUEUED, RESTARTED_RUNNING, JobRecords, pid_alive
 from bot.settings import Settings
@@ -98,5 +99,23 @@ def test_kill_9_the_bot_mid_job_then_restart(settings: Settings, tmp_path: Path)
                                            text=f"/job {job_id}"))
         text = "\n".join(r.text for r in replies if isinstance(r, TextReply))
         assert f"Job {job_id}" in text and f"failed: {RESTARTED_RUNNING}" in text
+
+        # Once a channel attaches, the chat is told once, and its frozen progress message
+        # (job-<id>) gets its last word.
+        told: list[Reply] = []
+        assistant.add_listener(lambda chat, got: told.extend(got) if chat == "console" else None)
+        deadline = time.monotonic() + 10
+        while not any(isinstance(r, ProgressEdit) for r in told):
+            assert time.monotonic() < deadline, told
+            time.sleep(0.05)
+        assert any(isinstance(r, TextReply) and f"failed: {RESTARTED_RUNNING}" in r.text
+                   for r in told)
+        (edit,) = [r for r in told if isinstance(r, ProgressEdit)]
+        assert edit.progress_id == f"job-{job_id}" and "✗ stopped" in edit.text
+        assistant.add_listener(lambda chat, got: told.extend(got))  # a second channel
+        time.sleep(0.5)
+        assert sum(isinstance(r, ProgressEdit) for r in told) == 1  # told once, not again
+        listing = assistant.handle(Message(chat_id="console", user_id="console", text="/jobs"))
+        assert f"{job_id}  demo.montecarlo_pi run  failed" in listing[0].text  # /jobs agrees
     finally:
         assistant.close()

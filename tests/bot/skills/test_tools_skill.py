@@ -252,3 +252,73 @@ def test_train_then_play_an_rl_tool_through_the_follow_up(settings: Settings) ->
         assert any(isinstance(r, ImageReply) and r.data[:4] == b"GIF8" for r in replies)
     finally:
         assistant.close()
+
+
+def test_access_is_checked_before_any_parameter_is_read(settings: Settings) -> None:
+    # 9^400 used to overflow while being read, before the check: "something went wrong".
+    assistant = build_assistant(settings)
+    try:
+        text = _text(_ask(assistant, "/train rl.dqn steps=9^400"))
+        assert "heavy command" in text and "went wrong" not in text
+    finally:
+        assistant.close()
+    admin = build_assistant(settings.model_copy(update={"admins": ["u1"]}))
+    try:
+        assert "steps must be a whole number between" in _text(
+            _ask(admin, "/train rl.dqn steps=9^400"))
+        assert _jobs(admin) == 0
+    finally:
+        admin.close()
+
+
+def test_a_negative_seed_is_refused_before_the_job(assistant: Assistant) -> None:
+    text = _text(_ask(assistant, f"/run {PI} seed=-1"))
+    assert "seed must be a whole number between 0 and" in text
+    assert _jobs(assistant) == 0
+
+
+def test_every_user_has_a_job_limit(settings: Settings) -> None:
+    limited = settings.model_copy(update={"max_jobs_per_user": 2, "admins": ["boss"]})
+    assistant = build_assistant(limited)
+    try:
+        for _ in range(2):
+            assert "Started job" in _text(_ask(assistant, f"/run {PI} n=2M pace=0.5"))
+        refused = _text(_ask(assistant, f"/run {PI} n=20k"))
+        assert "limit is 2" in refused and _jobs(assistant) == 2
+        assert "Started job" in _text(_ask(assistant, f"/run {PI} n=20k", user="boss",
+                                           chat="c2"))
+    finally:
+        assistant.close()
+
+
+def test_a_light_job_does_not_wait_behind_a_heavy_one(settings: Settings) -> None:
+    assistant = build_assistant(settings.model_copy(update={"admins": ["u1"]}))
+    skill = assistant.router.skills["tools.jobs"]
+    assert isinstance(skill, ToolsSkill)
+    try:
+        heavy = _text(_ask(assistant, f"/run {PI} sweep n_max=2M pace=1")).split()[2]
+        _until(lambda: _job_status(assistant, heavy.rstrip(":")) == "running")
+        light = _text(_ask(assistant, f"/run {PI} n=20k", user="u2", chat="c2")).split()[2]
+        done = skill.jobs.wait(light.rstrip(":"), 60)
+        assert done is not None and done.status == "done"
+        assert _job_status(assistant, heavy.rstrip(":")) == "running"
+    finally:
+        assistant.close()
+
+
+@pytest.mark.skipif("rl.value_iteration" not in load_tools(), reason="no RL tools installed")
+def test_play_reads_only_the_users_own_jobs(settings: Settings) -> None:
+    assistant = build_assistant(settings.model_copy(update={"admins": ["u1"]}))
+    skill = assistant.router.skills["tools.jobs"]
+    assert isinstance(skill, ToolsSkill)
+    try:
+        train_id = _text(_ask(assistant, "/train rl.value_iteration")).split()[2].rstrip(":")
+        assert (skill.jobs.wait(train_id, 60) or pytest.fail("gone")).status == "done"
+        stranger = _text(_ask(assistant, f"/play rl.value_iteration {train_id}", user="u2",
+                              chat="c2"))
+        assert f"There is no job {train_id} of yours" in stranger
+        assert "There is no job" in _text(_ask(assistant, f"/job {train_id}", user="u2",
+                                                chat="c2"))
+        assert "Started job" in _text(_ask(assistant, f"/play rl.value_iteration {train_id}"))
+    finally:
+        assistant.close()
