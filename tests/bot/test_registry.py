@@ -13,8 +13,8 @@ def test_registered_skills() -> None:
     _register_builtins()
     assert skills.names() == [
         "chat.chitchat", "core.about", "core.clarify", "core.fallback", "core.help",
-        "core.privacy",
-        "core.history", "core.start", "core.unknown_command", "qa.stackoverflow", "tools.jobs",
+        "core.history", "core.privacy", "core.start", "core.unknown_command", "qa.stackoverflow",
+        "tools.jobs",
     ]
 
 
