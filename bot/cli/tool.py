@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import mimetypes
 import signal
 import sys
 import threading
@@ -84,6 +83,8 @@ def run_tool(name: str, words: list[str], inputs: list[Path], *,
     """Run ``name`` with ``words`` (an optional command, then name=value) in this process as a
     recorded job, with a progress bar on stderr; returns the job and the tool's headline metric.
     Bad names or parameters end the command with status 2."""
+    import mimetypes
+
     from tqdm import tqdm
 
     from bot.jobs.manager import JobManager

@@ -20,7 +20,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from bot.core.bus import Listeners
 from bot.core.messages import ProgressHandle
@@ -35,8 +35,10 @@ from bot.jobs.records import (
 from bot.jobs.worker import JobEvent, JobSpec, execute
 from bot.settings import Settings
 from bot.storage.store import Store
-from course_tools.base import InputFile
-from course_tools.invocation import ToolInvocation
+
+if TYPE_CHECKING:
+    from course_tools.base import InputFile
+    from course_tools.invocation import ToolInvocation
 
 log = logging.getLogger(__name__)
 
