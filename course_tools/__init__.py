@@ -30,8 +30,9 @@ def register_course_command(course: str, help: str) -> None:
     tools.register_course_command(course, help)
 
 #: Every module (or package) that registers tools. Optional packages that are absent are skipped.
-TOOL_MODULES: tuple[str, ...] = ("course_tools.demo", "course_tools.rl", "course_tools.bayes")
-OPTIONAL_MODULES = frozenset({"course_tools.rl", "course_tools.bayes"})
+TOOL_MODULES: tuple[str, ...] = ("course_tools.demo", "course_tools.rl", "course_tools.bayes",
+                                  "course_tools.vision")
+OPTIONAL_MODULES = frozenset({"course_tools.rl", "course_tools.bayes", "course_tools.vision"})
 
 #: Modules that failed to import, with the reason (shown by ``amlbot tool list``).
 load_errors: dict[str, str] = {}

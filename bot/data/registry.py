@@ -110,6 +110,20 @@ _add(Dataset(
     ),
 ))
 
+_add(Dataset(
+    "emoji",
+    "1,911 Twemoji images (64 px) with their Unicode names, for the captioning tool: the npm "
+    "package emoji-datasource-twitter 16.0.0, read from its tarball.",
+    "graphics CC BY 4.0 (Twemoji); package MIT (emoji-data)",
+    "npm emoji-datasource-twitter@16.0.0",
+    (
+        DataFile("emoji/emoji-datasource-twitter-16.0.0.tgz",
+                 "f64a530c63bca463bd8317fdc4615ce63a53a0c65018e4ce2d848aaba7a28877", 61683754,
+                 "https://registry.npmjs.org/emoji-datasource-twitter/-/"
+                 "emoji-datasource-twitter-16.0.0.tgz"),
+    ),
+))
+
 
 def datasets_dir(settings: Settings | None = None) -> Path:
     """Where fetched dataset files live: ``<data_dir>/datasets``."""

@@ -26,6 +26,7 @@ EXPECTED_TOOLS = [
     "rl.qlearning",
     "rl.reinforce",
     "rl.value_iteration",
+    "vision.caption",
 ]
 
 
