@@ -60,11 +60,13 @@ def _decoder_class() -> type:
     class AttentionDecoder(nn.Module):
         """LSTM decoder; at each word it attends over the projected image regions."""
 
-        def __init__(self, vocab_size: int, feature_dim: int, hidden: int, embed: int,
-                     dropout: float) -> None:
+        def __init__(self, vocab_size: int, feature_dim: int, components: int, hidden: int,
+                     embed: int, dropout: float) -> None:
             super().__init__()
-            self.project = nn.Sequential(nn.LayerNorm(feature_dim),
-                                         nn.Linear(feature_dim, hidden), nn.ReLU(),
+            # a fixed whitening PCA of the encoder features, fitted once before training
+            self.register_buffer("pca_mean", torch.zeros(feature_dim))
+            self.register_buffer("pca_components", torch.zeros(components, feature_dim))
+            self.project = nn.Sequential(nn.Linear(components, hidden), nn.ReLU(),
                                          nn.Dropout(dropout))
             self.init_h = nn.Linear(hidden, hidden)
             self.init_c = nn.Linear(hidden, hidden)
@@ -74,32 +76,54 @@ def _decoder_class() -> type:
             self.embed = nn.Embedding(vocab_size, embed, padding_idx=PAD)
             self.cell = nn.LSTMCell(embed + hidden, hidden)
             self.drop = nn.Dropout(dropout)
-            self.out = nn.Linear(2 * hidden, vocab_size)
+            self.out = nn.Linear(hidden, vocab_size)
+
+        def fit_pca(self, rows: np.ndarray) -> None:
+            """Set the whitening PCA from encoder feature rows ``(n, D)``."""
+            mean = rows.mean(axis=0)
+            _, sv, vt = np.linalg.svd(rows - mean, full_matrices=False)
+            k = self.pca_components.shape[0]
+            std = np.maximum(sv[:k] / np.sqrt(max(1, len(rows) - 1)), 1e-6)
+            self.pca_mean.copy_(torch.from_numpy(mean.astype(np.float32)))
+            components = np.zeros(tuple(self.pca_components.shape), dtype=np.float32)
+            components[: len(std)] = vt[:k] / std[:, None]
+            self.pca_components.copy_(torch.from_numpy(components))
+
+        def reduce(self, features: torch.Tensor) -> torch.Tensor:
+            """(B, R, D) encoder features -> (B, R, components) whitened PCA scores."""
+            return (features - self.pca_mean) @ self.pca_components.T
 
         def start(self, features: torch.Tensor) -> State:
-            """(B, R, D) region features -> the initial state (h, c, regions, keys)."""
+            """(B, R, components) reduced features -> the initial state (h, c, regions,
+            keys)."""
             regions = self.project(features)
             h = torch.tanh(self.init_h(regions[:, 0]))
             c = torch.tanh(self.init_c(regions[:, 0]))
             return h, c, regions, self.att_regions(regions)
 
-        def step(self, tokens: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
-            """One word for each row: (B,) token ids -> (B, V) logits and the next state."""
+        def advance(self, tokens: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+            """Feed one word per row: (B,) token ids -> (B, hidden) output features and the
+            next state."""
             h, c, regions, keys = state
             scores = self.att_score(torch.tanh(keys + self.att_state(h)[:, None])).squeeze(2)
             context = (torch.softmax(scores, dim=1)[:, :, None] * regions).sum(dim=1)
             h, c = self.cell(torch.cat([self.embed(tokens), context], dim=1), (h, c))
-            logits = self.out(self.drop(torch.cat([h, context], dim=1)))
-            return logits, (h, c, regions, keys)
+            return self.drop(h), (h, c, regions, keys)
+
+        def step(self, tokens: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+            """One word for each row: (B,) token ids -> (B, V) logits and the next state."""
+            output, state = self.advance(tokens, state)
+            return self.out(output), state
 
         def forward(self, features: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
-            """Teacher forcing: (B, R, D) features and (B, T) input ids -> (B, T, V) logits."""
+            """Teacher forcing: (B, R, components) reduced features and (B, T) input ids ->
+            (B, T, V) logits."""
             state = self.start(features)
             outputs = []
             for t in range(inputs.shape[1]):
-                logits, state = self.step(inputs[:, t], state)
-                outputs.append(logits)
-            return torch.stack(outputs, dim=1)
+                output, state = self.advance(inputs[:, t], state)
+                outputs.append(output)
+            return self.out(torch.stack(outputs, dim=1))
 
     return AttentionDecoder
 
@@ -130,11 +154,14 @@ def beam_search(step: StepFn, state: State, beam: int, max_len: int,
         vocab = logp.shape[1]
         top = torch.topk(total, k=min(2 * beam, int(torch.isfinite(total).sum())))
         keep_rows, keep_tokens, keep_scores = [], [], []
-        for value, index in zip(top.values.tolist(), top.indices.tolist(), strict=True):
+        for rank, (value, index) in enumerate(zip(top.values.tolist(), top.indices.tolist(),
+                                                  strict=True)):
             row, token = divmod(index, vocab)
             if token == EOS:
-                length = max(1, len(sequences[row]))
-                finished.append((sequences[row], value, value / length ** length_penalty))
+                # an ending ranked below the beam would not have been kept: ignore it
+                if rank < beam:
+                    length = max(1, len(sequences[row]))
+                    finished.append((sequences[row], value, value / length ** length_penalty))
             elif len(keep_rows) < beam:
                 keep_rows.append(row)
                 keep_tokens.append(token)
@@ -156,25 +183,47 @@ def beam_search(step: StepFn, state: State, beam: int, max_len: int,
 class Captioner:
     """Region features -> captions: an attention LSTM trained with teacher forcing.
 
-    ``fit(features, references)`` takes ``(N, R, D)`` features and, per image, its tokenised
-    reference sentences (every reference is one training example); the epoch with the lowest
-    validation loss is kept. Learned: ``vocab_``, ``decoder_``, ``history_``, ``best_epoch_``.
+    ``fit(features, references)`` takes ``(N, R, D)`` encoder features and, per image, its
+    tokenised reference sentences (every reference is one training example). The features are
+    whitened by a PCA to ``components`` dimensions fitted on the training images. With
+    validation data, the epoch whose greedy captions score the best validation CIDEr is kept,
+    and training stops ``patience`` epochs after it.
+    Learned: ``vocab_``, ``decoder_``, ``history_``, ``best_epoch_``.
     """
 
-    def __init__(self, hidden: int = 256, embed: int = 128, epochs: int = 30,
-                 batch_size: int = 64, learning_rate: float = 2e-3, dropout: float = 0.3,
-                 min_count: int = 2, max_len: int = 20, length_penalty: float = 0.0,
+    def __init__(self, hidden: int = 256, embed: int = 128, components: int = 256,
+                 epochs: int = 30, batch_size: int = 64, learning_rate: float = 2e-3,
+                 dropout: float = 0.3, patience: int = 5, min_count: int = 2,
+                 max_len: int = 20, length_penalty: float = 0.0,
                  random_state: int = 0) -> None:
         self.hidden = hidden
         self.embed = embed
+        self.components = components
         self.epochs = epochs
         self.batch_size = batch_size
         self.learning_rate = learning_rate
         self.dropout = dropout
+        self.patience = patience
         self.min_count = min_count
         self.max_len = max_len
         self.length_penalty = length_penalty
         self.random_state = random_state
+
+    def _build(self, feature_dim: int) -> None:
+        self.feature_dim_ = feature_dim
+        self.decoder_ = _decoder_class()(len(self.vocab_), feature_dim, self.components,
+                                         self.hidden, self.embed, self.dropout)
+
+    def _reduce(self, features: np.ndarray) -> np.ndarray:
+        """Encoder features -> the decoder's whitened PCA inputs (float32)."""
+        import torch
+
+        out = []
+        with torch.no_grad():
+            for start in range(0, len(features), 512):
+                chunk = torch.from_numpy(np.asarray(features[start: start + 512], np.float32))
+                out.append(self.decoder_.reduce(chunk).numpy())
+        return np.concatenate(out) if out else np.zeros((0, 0, self.components), np.float32)
 
     # --- training ---------------------------------------------------------------------
 
@@ -187,7 +236,7 @@ class Captioner:
                 ids.append(self.vocab_.encode(list(words)[: self.max_len]))
         return np.asarray(rows, dtype=np.int64), ids
 
-    def _batch_loss(self, features: np.ndarray, rows: np.ndarray, ids: list[list[int]],
+    def _batch_loss(self, reduced: np.ndarray, rows: np.ndarray, ids: list[list[int]],
                     order: np.ndarray) -> torch.Tensor:
         import torch
         import torch.nn.functional as F
@@ -196,22 +245,20 @@ class Captioner:
         padded = torch.full((len(order), length), PAD, dtype=torch.long)
         for k, j in enumerate(order):
             padded[k, : len(ids[j])] = torch.tensor(ids[j])
-        feats = torch.from_numpy(np.asarray(features[rows[order]], dtype=np.float32))
-        logits = self.decoder_(feats, padded[:, :-1])
+        logits = self.decoder_(torch.from_numpy(reduced[rows[order]]), padded[:, :-1])
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]),
                                padded[:, 1:].reshape(-1), ignore_index=PAD)
 
-    def _mean_loss(self, features: np.ndarray, rows: np.ndarray, ids: list[list[int]]) -> float:
+    def _mean_loss(self, reduced: np.ndarray, rows: np.ndarray, ids: list[list[int]]) -> float:
         import torch
 
         self.decoder_.eval()
-        total, count = 0.0, 0
+        total = 0.0
         with torch.no_grad():
             for start in range(0, len(ids), 256):
                 order = np.arange(start, min(len(ids), start + 256))
-                total += float(self._batch_loss(features, rows, ids, order)) * len(order)
-                count += len(order)
-        return total / max(1, count)
+                total += self._batch_loss(reduced, rows, ids, order).item() * len(order)
+        return total / max(1, len(ids))
 
     def fit(self, features: np.ndarray, references: Sequence[Sequence[Sequence[str]]],
             val_features: np.ndarray | None = None,
@@ -223,32 +270,36 @@ class Captioner:
         rng = np.random.default_rng(self.random_state)
         self.vocab_ = Vocabulary.build([w for refs in references for w in refs],
                                        self.min_count)
-        self.feature_shape_ = tuple(int(d) for d in features.shape[1:])
-        self.decoder_ = _decoder_class()(len(self.vocab_), self.feature_shape_[-1],
-                                         self.hidden, self.embed, self.dropout)
+        self._build(int(features.shape[-1]))
+        flat = np.asarray(features, np.float32).reshape(-1, features.shape[-1])
+        sample = rng.choice(len(flat), size=min(len(flat), 20_000), replace=False)
+        self.decoder_.fit_pca(flat[sample])
+        reduced = self._reduce(features)
         rows, ids = self._pairs(references)
-        has_val = val_features is not None and val_references is not None and \
-            len(val_references) > 0
-        if has_val:
+        validate = val_features is not None and bool(val_references)
+        if validate:
             assert val_features is not None and val_references is not None
+            val_reduced = self._reduce(val_features)
             val_rows, val_ids = self._pairs(val_references)
         optimiser = torch.optim.Adam(self.decoder_.parameters(), lr=self.learning_rate)
         n_batches = max(1, math.ceil(len(ids) / self.batch_size))
         self.history_: dict[str, list[float]] = {"step": [], "loss": [], "epoch": [],
-                                                  "train_loss": [], "val_loss": []}
-        best = (math.inf, -1, None)
+                                                  "train_loss": [], "val_loss": [],
+                                                  "val_cider": []}
+        best_score, best_state = -math.inf, None
+        self.best_epoch_ = 0
         for epoch in range(self.epochs):
             self.decoder_.train()
             order = rng.permutation(len(ids))
-            running = []
+            running: list[float] = []
             for b in range(n_batches):
-                batch = order[b * self.batch_size: (b + 1) * self.batch_size]
-                loss = self._batch_loss(features, rows, ids, batch)
+                loss = self._batch_loss(reduced, rows, ids,
+                                        order[b * self.batch_size: (b + 1) * self.batch_size])
                 optimiser.zero_grad()
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(self.decoder_.parameters(), 5.0)
                 optimiser.step()
-                running.append(float(loss))
+                running.append(loss.item())
                 self.history_["step"].append(epoch + (b + 1) / n_batches)
                 self.history_["loss"].append(running[-1])
                 if report is not None and (b % 10 == 0 or b == n_batches - 1):
@@ -256,21 +307,61 @@ class Captioner:
                            f"epoch {epoch + 1}/{self.epochs}, loss {np.mean(running[-10:]):.3f}")
             self.history_["epoch"].append(epoch + 1)
             self.history_["train_loss"].append(float(np.mean(running)))
-            if has_val:
-                val_loss = self._mean_loss(val_features, val_rows, val_ids)  # type: ignore[arg-type]
-                self.history_["val_loss"].append(val_loss)
-                if val_loss < best[0]:
-                    state = {k: v.detach().clone() for k, v in self.decoder_.state_dict().items()}
-                    best = (val_loss, epoch + 1, state)
-        if best[2] is not None:
-            self.decoder_.load_state_dict(best[2])
-            self.best_epoch_ = best[1]
-        else:
-            self.best_epoch_ = self.epochs
+            if not validate:
+                self.best_epoch_ = epoch + 1
+                continue
+            assert val_references is not None
+            self.history_["val_loss"].append(self._mean_loss(val_reduced, val_rows, val_ids))
+            val_cider = self._greedy_cider(val_reduced, val_references)
+            self.history_["val_cider"].append(val_cider)
+            if val_cider > best_score:
+                best_score, self.best_epoch_ = val_cider, epoch + 1
+                best_state = {k: v.detach().clone() for k, v in self.decoder_.state_dict().items()}
+            elif epoch + 1 - self.best_epoch_ >= self.patience:
+                break
+        if best_state is not None:
+            self.decoder_.load_state_dict(best_state)
         self.decoder_.eval()
         return self
 
+    def _greedy_cider(self, reduced: np.ndarray,
+                      references: Sequence[Sequence[Sequence[str]]]) -> float:
+        """CIDEr-D of greedy captions: what selects the epoch (captions, not word loss, are
+        what the model is for)."""
+        from course_tools.vision.caption.metrics import caption_scores
+
+        captions = [self.vocab_.decode(ids) for ids in self.greedy_ids(reduced)]
+        joined = [[" ".join(words) for words in refs] for refs in references]
+        return caption_scores(captions, joined)["cider"]
+
     # --- decoding ---------------------------------------------------------------------
+
+    def greedy_ids(self, reduced: np.ndarray) -> list[list[int]]:
+        """Greedy captions of many images at once, from :meth:`_reduce`-d features."""
+        import torch
+
+        self.decoder_.eval()
+        out: list[list[int]] = []
+        with torch.no_grad():
+            for start in range(0, len(reduced), 256):
+                state = self.decoder_.start(torch.from_numpy(reduced[start: start + 256]))
+                rows = state[0].shape[0]
+                tokens = torch.full((rows,), BOS, dtype=torch.long)
+                done = torch.zeros(rows, dtype=torch.bool)
+                seqs: list[list[int]] = [[] for _ in range(rows)]
+                for t in range(self.max_len):
+                    logits, state = self.decoder_.step(tokens, state)
+                    logits[:, [PAD, BOS, UNK]] = -math.inf
+                    if t == 0:
+                        logits[:, EOS] = -math.inf
+                    tokens = logits.argmax(dim=1)
+                    done |= tokens == EOS
+                    for r in torch.nonzero(~done).flatten().tolist():
+                        seqs[r].append(int(tokens[r]))
+                    if bool(done.all()):
+                        break
+                out.extend(seqs)
+        return out
 
     def caption_ids(self, features: np.ndarray, beam: int = 3) -> tuple[list[int], float]:
         """Beam-search one image's ``(R, D)`` features; (token ids, log-probability)."""
@@ -284,7 +375,7 @@ class Captioner:
             return torch.log_softmax(logits, dim=-1), new_state
 
         with torch.no_grad():
-            start = decoder.start(torch.from_numpy(np.asarray(features, np.float32)[None]))
+            start = decoder.start(torch.from_numpy(self._reduce(features[None])))
             return beam_search(step, start, beam, self.max_len, self.length_penalty)
 
     def predict(self, features: np.ndarray, beam: int = 3,
@@ -303,7 +394,7 @@ class Captioner:
 
         full = [BOS, *ids, EOS]
         with torch.no_grad():
-            logits = self.decoder_(torch.from_numpy(np.asarray(features, np.float32)[None]),
+            logits = self.decoder_(torch.from_numpy(self._reduce(features[None])),
                                    torch.tensor([full[:-1]]))
             logp = torch.log_softmax(logits[0], dim=-1)
         return float(sum(logp[t, full[t + 1]] for t in range(len(full) - 1)))
@@ -311,9 +402,10 @@ class Captioner:
     # --- persistence ------------------------------------------------------------------
 
     def config(self) -> dict[str, Any]:
-        return {"hidden": self.hidden, "embed": self.embed, "epochs": self.epochs,
-                "batch_size": self.batch_size, "learning_rate": self.learning_rate,
-                "dropout": self.dropout, "min_count": self.min_count,
+        return {"hidden": self.hidden, "embed": self.embed, "components": self.components,
+                "epochs": self.epochs, "batch_size": self.batch_size,
+                "learning_rate": self.learning_rate, "dropout": self.dropout,
+                "patience": self.patience, "min_count": self.min_count,
                 "max_len": self.max_len, "length_penalty": self.length_penalty,
                 "random_state": self.random_state}
 
@@ -325,7 +417,7 @@ class Captioner:
         torch.save(self.decoder_.state_dict(), directory / ".decoder.pt.tmp")
         (directory / ".decoder.pt.tmp").replace(directory / "decoder.pt")
         meta = {"config": self.config(), "vocabulary": self.vocab_.itos,
-                "feature_shape": list(self.feature_shape_), "best_epoch": self.best_epoch_}
+                "feature_dim": self.feature_dim_, "best_epoch": self.best_epoch_}
         (directory / ".decoder.json.tmp").write_text(json.dumps(meta), encoding="utf-8")
         (directory / ".decoder.json.tmp").replace(directory / "decoder.json")
 
@@ -336,10 +428,8 @@ class Captioner:
         meta = json.loads((directory / "decoder.json").read_text(encoding="utf-8"))
         model = cls(**meta["config"])
         model.vocab_ = Vocabulary(meta["vocabulary"])
-        model.feature_shape_ = tuple(meta["feature_shape"])
         model.best_epoch_ = int(meta["best_epoch"])
-        model.decoder_ = _decoder_class()(len(model.vocab_), model.feature_shape_[-1],
-                                          model.hidden, model.embed, model.dropout)
+        model._build(int(meta["feature_dim"]))
         state = torch.load(directory / "decoder.pt", map_location="cpu", weights_only=True)
         model.decoder_.load_state_dict(state)
         model.decoder_.eval()

@@ -35,7 +35,6 @@ from course_tools.vision.caption.data import (
     generate_scenes,
     load_coco,
     load_emoji,
-    png_bytes,
     resolve_inside,
     tokenize,
 )
@@ -59,10 +58,14 @@ class TrainParams(Seeded):
     epochs: int = Field(default=30, ge=1, le=300, description="passes over the captions")
     hidden: int = Field(default=256, ge=16, le=1024, description="LSTM and attention size")
     embed: int = Field(default=128, ge=8, le=1024, description="word embedding size")
+    components: int = Field(default=256, ge=8, le=1280, description="PCA dimensions kept of "
+                            "the encoder's 1280 features")
     batch_size: int = Field(default=64, ge=4, le=1024, description="captions per step")
     learning_rate: float = Field(default=2e-3, gt=0.0, le=0.1, description="Adam step size")
     dropout: float = Field(default=0.3, ge=0.0, le=0.9, description="dropout on features "
                            "and outputs")
+    patience: int = Field(default=8, ge=1, le=300, description="stop after this many epochs "
+                          "without a better validation CIDEr")
     min_count: int = Field(default=2, ge=1, le=100, description="rarer words become <unk>")
     beam: int = Field(default=3, ge=1, le=20, description="beam size for the held-out captions")
     length_penalty: float = Field(default=0.0, ge=0.0, le=2.0, description="beam ranking: "
@@ -218,8 +221,9 @@ def train_caption(ctx: ToolContext) -> ToolResult:
     train, val = data.split("train"), data.split("val")
     if len(train) < 5:
         raise ToolInputError(f"only {len(train)} training images in {data.name}; use more.")
-    model = Captioner(hidden=p.hidden, embed=p.embed, epochs=p.epochs, batch_size=p.batch_size,
-                      learning_rate=p.learning_rate, dropout=p.dropout, min_count=p.min_count,
+    model = Captioner(hidden=p.hidden, embed=p.embed, components=p.components,
+                      epochs=p.epochs, batch_size=p.batch_size, learning_rate=p.learning_rate,
+                      dropout=p.dropout, patience=p.patience, min_count=p.min_count,
                       length_penalty=p.length_penalty, random_state=p.seed)
     model.fit(feats[train], _tokens(data, train), feats[val], _tokens(data, val),
               report=lambda f, d: ctx.report(0.45 + 0.4 * f, d))
