@@ -60,6 +60,9 @@ def _decoder_class() -> type:
     class AttentionDecoder(nn.Module):
         """LSTM decoder; at each word it attends over the projected image regions."""
 
+        pca_mean: torch.Tensor
+        pca_components: torch.Tensor
+
         def __init__(self, vocab_size: int, feature_dim: int, components: int, hidden: int,
                      embed: int, dropout: float) -> None:
             super().__init__()
@@ -76,7 +79,7 @@ def _decoder_class() -> type:
             self.embed = nn.Embedding(vocab_size, embed, padding_idx=PAD)
             self.cell = nn.LSTMCell(embed + hidden, hidden)
             self.drop = nn.Dropout(dropout)
-            self.out = nn.Linear(hidden, vocab_size)
+            self.out = nn.Linear(2 * hidden, vocab_size)
 
         def fit_pca(self, rows: np.ndarray) -> None:
             """Set the whitening PCA from encoder feature rows ``(n, D)``."""
@@ -102,13 +105,13 @@ def _decoder_class() -> type:
             return h, c, regions, self.att_regions(regions)
 
         def advance(self, tokens: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
-            """Feed one word per row: (B,) token ids -> (B, hidden) output features and the
-            next state."""
+            """Feed one word per row: (B,) token ids -> (B, 2 hidden) output features (the
+            new hidden state and the attended context) and the next state."""
             h, c, regions, keys = state
             scores = self.att_score(torch.tanh(keys + self.att_state(h)[:, None])).squeeze(2)
             context = (torch.softmax(scores, dim=1)[:, :, None] * regions).sum(dim=1)
             h, c = self.cell(torch.cat([self.embed(tokens), context], dim=1), (h, c))
-            return self.drop(h), (h, c, regions, keys)
+            return self.drop(torch.cat([h, context], dim=1)), (h, c, regions, keys)
 
         def step(self, tokens: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
             """One word for each row: (B,) token ids -> (B, V) logits and the next state."""
@@ -153,7 +156,9 @@ def beam_search(step: StepFn, state: State, beam: int, max_len: int,
         total = (scores[:, None] + logp).flatten()
         vocab = logp.shape[1]
         top = torch.topk(total, k=min(2 * beam, int(torch.isfinite(total).sum())))
-        keep_rows, keep_tokens, keep_scores = [], [], []
+        keep_rows: list[int] = []
+        keep_tokens: list[int] = []
+        keep_scores: list[float] = []
         for rank, (value, index) in enumerate(zip(top.values.tolist(), top.indices.tolist(),
                                                   strict=True)):
             row, token = divmod(index, vocab)

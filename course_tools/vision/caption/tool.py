@@ -60,15 +60,15 @@ class TrainParams(Seeded):
     embed: int = Field(default=128, ge=8, le=1024, description="word embedding size")
     components: int = Field(default=256, ge=8, le=1280, description="PCA dimensions kept of "
                             "the encoder's 1280 features")
-    batch_size: int = Field(default=64, ge=4, le=1024, description="captions per step")
-    learning_rate: float = Field(default=2e-3, gt=0.0, le=0.1, description="Adam step size")
+    batch_size: int = Field(default=128, ge=4, le=1024, description="captions per step")
+    learning_rate: float = Field(default=4e-3, gt=0.0, le=0.1, description="Adam step size")
     dropout: float = Field(default=0.3, ge=0.0, le=0.9, description="dropout on features "
                            "and outputs")
-    patience: int = Field(default=8, ge=1, le=300, description="stop after this many epochs "
+    patience: int = Field(default=6, ge=1, le=300, description="stop after this many epochs "
                           "without a better validation CIDEr")
-    min_count: int = Field(default=2, ge=1, le=100, description="rarer words become <unk>")
+    min_count: int = Field(default=1, ge=1, le=100, description="rarer words become <unk>")
     beam: int = Field(default=3, ge=1, le=20, description="beam size for the held-out captions")
-    length_penalty: float = Field(default=0.0, ge=0.0, le=2.0, description="beam ranking: "
+    length_penalty: float = Field(default=0.5, ge=0.0, le=2.0, description="beam ranking: "
                                   "log-prob / length^this")
     n_scenes: int = Field(default=2000, ge=50, le=20_000, description="scenes to generate "
                           "(dataset=scenes)")
