@@ -259,8 +259,7 @@ def train_caption(ctx: ToolContext) -> ToolResult:
     if history["val_loss"]:
         series["validation"] = (history["epoch"], history["val_loss"])
     curve = learning_curve_png(series, title=f"caption decoder on {data.name}: loss",
-                               xlabel="epoch", ylabel="cross-entropy per word",
-                               smooth_window=max(1, len(history["loss"]) // 50))
+                               xlabel="epoch", ylabel="cross-entropy per word")
     images = [("loss.png", curve), ("examples.png",
                                     _examples_png(data, test, generated, baseline))]
     metrics.update({"train_seconds": train_seconds, "epochs": float(p.epochs),
