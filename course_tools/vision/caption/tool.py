@@ -262,16 +262,18 @@ def train_caption(ctx: ToolContext) -> ToolResult:
                                xlabel="epoch", ylabel="cross-entropy per word")
     images = [("loss.png", curve), ("examples.png",
                                     _examples_png(data, test, generated, baseline))]
-    metrics.update({"train_seconds": train_seconds, "epochs": float(p.epochs),
+    metrics.update({"train_seconds": train_seconds, "epochs": float(len(history["epoch"])),
                     "best_epoch": float(model.best_epoch_),
                     "final_train_loss": history["train_loss"][-1],
                     "first_train_loss": history["loss"][0],
                     "vocabulary": float(len(model.vocab_)), "train_images": float(len(train))})
     if history["val_loss"]:
         metrics["best_val_loss"] = min(history["val_loss"])
+        metrics["best_val_cider"] = max(history["val_cider"])
     ctx.report(1.0, "done")
     text = (f"Trained the caption decoder on {data.description}: {len(train)} training "
-            f"images, {p.epochs} epochs (best validation loss at epoch {model.best_epoch_}), "
+            f"images, {len(history['epoch'])} epochs (best validation CIDEr at epoch "
+            f"{model.best_epoch_}), "
             f"{train_seconds:.0f} s. {_metrics_line(metrics)}. Send a photo with /caption to "
             "try it.")
     return ToolResult(text=text, metrics=metrics, images=images,
