@@ -73,7 +73,10 @@ def fetch_datasets(
                 error = (f"{item.path} is not {where} and has no public URL; "
                          f"pass --mirror pointing at a copy of the data")
                 how = ""
-            if error:
+            if error and dataset.optional:
+                echo(f"skipped  {item.path} (optional, for one tool): {error}; retry with "
+                     f"`amlbot data fetch --name {dataset.name}`")
+            elif error:
                 ok = False
                 echo(f"MISSING  {item.path}: {error}")
             else:

@@ -35,6 +35,8 @@ class Dataset:
     licence: str
     source: str
     files: tuple[DataFile, ...]
+    #: Needed by one tool only: a failed fetch is a warning, not a failure of `data fetch`.
+    optional: bool = False
 
 
 datasets: Registry[Dataset] = Registry("dataset")
@@ -108,6 +110,21 @@ _add(Dataset(
                  "f33a5a0bcc1e94467e96b6076f64cbb7922b3cff55a3683cb988d782a9b8f1f9", 1065701,
                  f"{_KAV}/stackoverflow-test.json"),
     ),
+))
+
+_add(Dataset(
+    "emoji",
+    "1,911 Twemoji images (64 px) with their Unicode names, for the captioning tool: the npm "
+    "package emoji-datasource-twitter 16.0.0, read from its tarball.",
+    "graphics CC BY 4.0 (Twemoji); package MIT (emoji-data)",
+    "npm emoji-datasource-twitter@16.0.0",
+    (
+        DataFile("emoji/emoji-datasource-twitter-16.0.0.tgz",
+                 "f64a530c63bca463bd8317fdc4615ce63a53a0c65018e4ce2d848aaba7a28877", 61683754,
+                 "https://registry.npmjs.org/emoji-datasource-twitter/-/"
+                 "emoji-datasource-twitter-16.0.0.tgz"),
+    ),
+    optional=True,
 ))
 
 

@@ -19,9 +19,10 @@ def test_registered_skills() -> None:
 
 
 def test_registered_datasets_match_the_manifest() -> None:
-    assert datasets.names() == ["askubuntu_dups", "so_posts", "so_tags", "twitter_ner"]
+    assert datasets.names() == ["askubuntu_dups", "emoji", "so_posts", "so_tags",
+                                "twitter_ner"]
     files = [f.path for _, d in datasets.items() for f in d.files]
-    assert len(files) == len(set(files)) == 9
+    assert len(files) == len(set(files)) == 10
 
 
 def test_a_name_cannot_be_registered_twice() -> None:

@@ -33,6 +33,7 @@ EXPECTED_TOOLS = [
     "rl.qlearning",
     "rl.reinforce",
     "rl.value_iteration",
+    "vision.caption",
     "vision.faces",
 ]
 
