@@ -9,10 +9,11 @@ manifests existed loads unchecked.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
+
+from indexes.persistence import sha256_file
 
 MANIFEST = "checksums.json"
 
@@ -25,17 +26,9 @@ class DamagedModelError(Exception):
         super().__init__(f"{path} is damaged ({reason}). {remedy}")
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while block := handle.read(4 << 20):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def write_manifest(directory: Path) -> None:
     """Record the sha256 and size of every file in ``directory`` (atomically, last)."""
-    files = {path.name: {"sha256": sha256_of(path), "bytes": path.stat().st_size}
+    files = {path.name: {"sha256": sha256_file(path), "bytes": path.stat().st_size}
              for path in sorted(directory.iterdir())
              if path.is_file() and path.name != MANIFEST and not path.name.endswith(".tmp")}
     tmp = directory / (MANIFEST + ".tmp")
@@ -59,5 +52,5 @@ def verify_manifest(directory: Path, remedy: str) -> None:
         if path.stat().st_size != expected.get("bytes"):
             raise DamagedModelError(path, f"{path.stat().st_size} bytes, {expected.get('bytes')} "
                                     "were written", remedy)
-        if sha256_of(path) != expected.get("sha256"):
+        if sha256_file(path) != expected.get("sha256"):
             raise DamagedModelError(path, "checksum mismatch", remedy)

@@ -211,7 +211,7 @@ def _one_thread(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def train_caption(ctx: ToolContext) -> ToolResult:
+def train_caption(ctx: ToolContext[TrainParams]) -> ToolResult:
     """Encode the data set (cached), train the decoder, score it and the baseline, save it."""
 
     from course_tools.plots import learning_curve_png
@@ -219,7 +219,6 @@ def train_caption(ctx: ToolContext) -> ToolResult:
     from course_tools.vision.caption.model import Captioner
 
     p = ctx.params
-    assert isinstance(p, TrainParams)
     started = time.perf_counter()
     _one_thread(p.seed)
     ctx.report(0.01, f"loading the {p.dataset} images")
@@ -281,7 +280,7 @@ def train_caption(ctx: ToolContext) -> ToolResult:
                                  "vocabulary": directory / "decoder.json"})
 
 
-def caption_image(ctx: ToolContext) -> ToolResult:
+def caption_image(ctx: ToolContext[CaptionParams]) -> ToolResult:
     """Caption the user's photo with a trained model; add ImageNet labels out of domain."""
     from course_tools.vision.caption.encoder import encode, imagenet_top
     from course_tools.vision.caption.images import prepare_bytes
@@ -289,7 +288,6 @@ def caption_image(ctx: ToolContext) -> ToolResult:
     from course_tools.vision.caption.model import Captioner
 
     p = ctx.params
-    assert isinstance(p, CaptionParams)
     if not ctx.inputs:
         raise ToolInputError("send a photo with the /caption command (as its caption), and "
                              "I will describe it.")
@@ -326,12 +324,11 @@ def caption_image(ctx: ToolContext) -> ToolResult:
     return ToolResult(text=text, metrics=metrics)
 
 
-def evaluate_caption(ctx: ToolContext) -> ToolResult:
+def evaluate_caption(ctx: ToolContext[EvaluateParams]) -> ToolResult:
     """BLEU-1..4 and CIDEr of a trained model and of the nearest-neighbour baseline."""
     from course_tools.vision.caption.model import Captioner
 
     p = ctx.params
-    assert isinstance(p, EvaluateParams)
     _one_thread(p.seed)
     directory = _find_model(ctx, p.model)
     if directory is None:

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import io
 import re
-import struct
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +15,7 @@ from course_tools.vision.faces.bench import make_photo
 from course_tools.vision.faces.evaluate import load_orl
 from course_tools.vision.images import encode_jpeg
 from tests.bot.channels.test_telegram_e2e import RunningBot, _start
+from tests.course_tools.vision.test_images import png_header_only
 from tests.support.fake_bot_api import FakeBotApi
 
 TOKEN = "123456789:AAHfakeTokenForEndToEndTests_x1y2z3"
@@ -32,17 +31,6 @@ def _job_result(api: FakeBotApi, chat: int, command: str, timeout: float = 120.0
     pattern = re.compile(rf"Job \w+ \(vision\.faces {command}\) (finished|failed)")
     api.wait_for(lambda a: any(pattern.search(t) for t in a.texts(chat)), timeout=timeout)
     return next(t for t in api.texts(chat) if pattern.search(t))
-
-
-def _png_bomb(side: int = 50_000) -> bytes:
-    """A valid PNG header claiming ``side`` x ``side`` pixels over a tiny body."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return (struct.pack(">I", len(data)) + kind + data
-                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
-
-    header = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
-            + chunk(b"IDAT", zlib.compress(b"\x00" * 1024)) + chunk(b"IEND", b""))
 
 
 @pytest.mark.timeout(600)
@@ -85,7 +73,7 @@ def test_bad_images_get_clear_answers_and_others_keep_being_answered(tmp_path: P
     Image.new("RGB", (1, 1)).save(one_pixel, format="PNG")
     cases = {
         301: good[: len(good) // 2],          # a truncated JPEG
-        302: _png_bomb(),                      # a decompression bomb
+        302: png_header_only(50_000, 50_000),  # a decompression bomb
         303: one_pixel.getvalue(),             # a 1x1 image
         304: b"this is not an image" * 50,     # not an image at all
         305: bytes(60_000),                    # over the test bot's 50 kB limit
