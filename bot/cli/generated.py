@@ -60,14 +60,14 @@ class ToolCommands(TyperGroup):
         if found is not None:
             return found
         spec = self._tools().get(name)
-        return None if spec is None else _tool_command(spec.name, spec.command(self.verb))
+        return None if spec is None else _tool_command(name, spec.name, spec.command(self.verb))
 
 
 class BenchCommands(ToolCommands):
     verb = "bench"
 
 
-def _tool_command(tool: str, declared: Any) -> Any:
+def _tool_command(name: str, tool: str, declared: Any) -> Any:
     """``--name value`` for each parameter of the tool command, plus ``--json``; runs the tool
     here as a recorded job (``amlbot tool run``) and prints its metrics."""
     params = [option(name, str | None, typer.Option(None, f"--{name.replace('_', '-')}",
@@ -84,8 +84,7 @@ def _tool_command(tool: str, declared: Any) -> Any:
         report(info, headline, as_json)
 
     single = typer.Typer(add_completion=False)
-    single.command(declared.name)(command(run, f"{tool} {declared.name}: {declared.help}",
-                                          params))
+    single.command(name)(command(run, f"{tool} {declared.name}: {declared.help}", params))
     return typer.main.get_command(single)
 
 
