@@ -134,6 +134,25 @@ class ProgressHandle:
         return f"{self.title} ▕{bar}▏ {self.fraction:4.0%}{mark}{detail}"
 
 
+@dataclass
+class LiveText(ProgressHandle):
+    """Text written while the user watches (a generated answer): one message, edited as it
+    grows, like a progress bar. ``title`` is what shows before the first words ("writing an
+    answer… number 2 in the queue"); :meth:`write` replaces the text so far."""
+
+    def note(self, title: str) -> None:
+        """Change what shows while there is no text yet."""
+        self._set(title=title)
+
+    def write(self, text: str) -> None:
+        self._set(detail=text)
+
+    def render(self, width: int = 20) -> str:
+        if not self.detail:
+            return self.title
+        return self.detail if self.done else f"{self.detail} …"
+
+
 @dataclass(frozen=True)
 class ProgressReply:
     """A reply whose message the channel keeps editing as ``handle`` changes."""

@@ -98,7 +98,7 @@ def decode_image(data: bytes, *, name: str = "", max_side: int = 1024,
         raise ToolInputError(f"{what} is not an image I can read; send a JPEG, PNG or WebP "
                              "photo.") from None
     except (OSError, ValueError, SyntaxError, EOFError, MemoryError) as exc:
-        raise ToolInputError(f"{what} is truncated or corrupt ({exc}); send the photo "
+        raise ToolInputError(f"{what} is damaged or truncated ({exc}); send the photo "
                              "again.") from None
     if max(rgb.size) > max_side:
         rgb.thumbnail((max_side, max_side), Image.Resampling.LANCZOS, reducing_gap=2.0)

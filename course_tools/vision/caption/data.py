@@ -21,7 +21,7 @@ from typing import Literal
 import numpy as np
 
 from course_tools.base import ToolInputError
-from course_tools.vision.caption.images import SIZE, decode_image, prepare
+from course_tools.vision.caption.images import SIZE, prepare_bytes
 
 EMOJI_PACKAGE = "emoji-datasource-twitter"
 EMOJI_VERSION = "16.0.0"
@@ -94,7 +94,7 @@ def load_emoji(tarball: Path) -> CaptionSet:
     references = [[_emoji_caption(wanted[n]["name"])] for n in names]
 
     def load(i: int) -> np.ndarray:
-        return prepare(decode_image(pngs[names[i]], names[i]))
+        return prepare_bytes(pngs[names[i]], names[i])
 
     return CaptionSet(
         name="emoji",
@@ -343,7 +343,7 @@ def load_coco(folder: Path, max_images: int) -> CaptionSet:
             data = path.read_bytes()
         except OSError as exc:
             raise ToolInputError(f"could not read {path.name}: {exc}") from None
-        return prepare(decode_image(data, path.name))
+        return prepare_bytes(data, path.name)
 
     return CaptionSet(
         name="coco",

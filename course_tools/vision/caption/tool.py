@@ -42,15 +42,11 @@ from course_tools.vision.caption.data import (
 DATASETS = ("emoji", "scenes", "coco")
 Dataset = Literal["emoji", "scenes", "coco"]
 ModelChoice = Literal["latest", "emoji", "scenes", "coco"]
-TRAIN_HINT = ("Train one first, e.g. `/run vision.caption train dataset=emoji` (a few minutes "
+TRAIN_HINT = ("Train one first, e.g. `/train vision.caption dataset=emoji` (a few minutes "
               "on a CPU) or `dataset=scenes` (synthetic scenes).")
 
 
-class Seeded(ToolParams):
-    seed: int = Field(default=0, ge=0, le=2**31 - 1, description="random seed")
-
-
-class TrainParams(Seeded):
+class TrainParams(ToolParams):
     """Parameters of ``train``."""
 
     dataset: Dataset = Field(default="emoji", description="emoji (Twemoji names), scenes "
@@ -80,7 +76,7 @@ class TrainParams(Seeded):
                             "(dataset=coco)")
 
 
-class CaptionParams(Seeded):
+class CaptionParams(ToolParams):
     """Parameters of ``caption``."""
 
     model: ModelChoice = Field(default="latest", description="which trained model: the most "

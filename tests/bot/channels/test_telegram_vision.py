@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import re
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ from PIL import Image
 from course_tools.vision.faces.bench import make_photo
 from course_tools.vision.faces.evaluate import load_orl
 from course_tools.vision.images import encode_jpeg
-from tests.bot.channels.test_telegram_e2e import RunningBot, _start
+from tests.bot.channels.test_telegram_e2e import RunningBot, _amlbot, _bot_env, _start
 from tests.course_tools.vision.test_images import png_header_only
 from tests.support.fake_bot_api import FakeBotApi
 
@@ -98,5 +99,42 @@ def test_bad_images_get_clear_answers_and_others_keep_being_answered(tmp_path: P
                 assert "went wrong" not in texts[chat] and "traceback" not in texts[chat]
             assert "no face" in texts[306]
             assert running.process.poll() is None  # the bot is still up
+        finally:
+            running.stop()
+
+
+@pytest.mark.timeout(900)
+def test_train_then_caption_a_photo_through_telegram(tmp_path: Path) -> None:
+    from course_tools.vision.caption.data import generate_scenes, png_bytes
+
+    scene = png_bytes(generate_scenes(80, seed=0).load(3))
+    chat = 501
+    workdir = tmp_path / "bot"
+    workdir.mkdir()
+    with FakeBotApi(TOKEN) as api:
+        env = _bot_env(api, workdir / "data", AMLBOT_ADMINS=str(chat))
+        process = subprocess.Popen([*_amlbot(), "--verbose", "telegram"], env=env, cwd=workdir,
+                                   stdout=subprocess.DEVNULL,
+                                   stderr=(workdir / "bot.stderr").open("wb"))
+        running = RunningBot(api, process, workdir / "bot.stderr", workdir / "data")
+        try:
+            api.wait_for(lambda a: bool(a.calls("getUpdates")), timeout=60)
+            api.push_photo(chat, api.add_file(scene), caption="/caption")
+            ended = re.compile(r"Job \w+ \(vision\.caption caption\) finished")
+            api.wait_for(lambda a: any(ended.search(t) for t in a.texts(chat)), timeout=180)
+            assert "/train vision.caption" in " ".join(api.texts(chat))  # no model yet: how to
+
+            api.push_text(chat, "/train vision.caption dataset=scenes n_scenes=80 epochs=4 "
+                                "hidden=64 embed=32 batch_size=16 beam=2")
+            trained = re.compile(r"Job \w+ \(vision\.caption train\) finished")
+            api.wait_for(lambda a: any(trained.search(t) for t in a.texts(chat)), timeout=600)
+
+            api.push_photo(chat, api.add_file(scene), caption="/caption")
+            api.wait_for(lambda a: sum(bool(ended.search(t)) for t in a.texts(chat)) >= 2,
+                         timeout=180)
+            answer = [t for t in api.texts(chat) if ended.search(t)][-1]
+            assert "synthetic" in answer  # it says which data set the model learned from
+            sentence = answer.split("\n", 1)[1]
+            assert len(sentence.split()) >= 3, answer
         finally:
             running.stop()

@@ -31,7 +31,7 @@ from course_tools.vision.caption.data import (
     tokenize,
 )
 from course_tools.vision.caption.encoder import encode, imagenet_top
-from course_tools.vision.caption.images import SIZE, decode_image, prepare_bytes
+from course_tools.vision.caption.images import SIZE, prepare_bytes
 from course_tools.vision.caption.metrics import caption_scores, nearest_neighbours
 from course_tools.vision.caption.model import BOS, EOS, Captioner, beam_search
 from course_tools.vision.caption.tool import (
@@ -43,6 +43,7 @@ from course_tools.vision.caption.tool import (
     evaluate_caption,
     train_caption,
 )
+from course_tools.vision.images import decode_image
 
 
 @pytest.fixture(autouse=True)
@@ -249,7 +250,7 @@ def _bad_images() -> dict[str, bytes]:
                                   "bomb"])
 def test_bad_images_get_a_clear_message(kind: str) -> None:
     with pytest.raises(ToolInputError) as error:
-        decode_image(_bad_images()[kind], "photo.jpg")
+        decode_image(_bad_images()[kind], name="photo.jpg")
     assert "photo.jpg" in str(error.value)
 
 

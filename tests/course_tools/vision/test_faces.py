@@ -209,7 +209,7 @@ def test_other_detectors_find_the_face(orl: list[np.ndarray], detector: str) -> 
 
 def test_bad_photos_are_refused_clearly(orl: list[np.ndarray], tmp_path: Path) -> None:
     good = photo([crop(orl, 1, 1)])
-    for data, expected in ((good[: len(good) // 3], "truncated or corrupt"),
+    for data, expected in ((good[: len(good) // 3], "damaged or truncated"),
                            (b"GIF89a but not really", "not an image"),
                            (encode_jpeg(np.zeros((1, 1, 3), dtype=np.uint8)), "only 1x1")):
         with pytest.raises(ToolInputError, match=expected):

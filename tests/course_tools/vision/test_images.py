@@ -79,5 +79,5 @@ def test_bad_files_get_clear_messages(data: bytes, expected: str) -> None:
 def test_truncated_jpeg_is_refused() -> None:
     rng = np.random.default_rng(1)
     data = encode_jpeg(rng.integers(0, 255, size=(200, 300, 3), dtype=np.uint8))
-    with pytest.raises(ToolInputError, match="truncated or corrupt"):
+    with pytest.raises(ToolInputError, match="damaged or truncated"):
         decode_image(data[: len(data) // 2], name="cut.jpg")
