@@ -205,6 +205,16 @@ def _fix_citations(text: str, threads: int) -> str:
     return re.sub(r" +([.,;:!?])", r"\1", re.sub(r"[ \t]{2,}", " ", text))
 
 
+def _example_url(match: re.Match[str]) -> str:
+    """A URL in code, kept when it is a placeholder, else made one (code needs a URL there,
+    but the model must not point anyone at a made-up address)."""
+    url = match.group(0)
+    host = re.sub(r"^(?:https?://)?(?:www\.)?", "", url.lower()).split("/")[0].split(":")[0]
+    if host in {"localhost", "127.0.0.1"} or host.endswith(("example.com", "example.org")):
+        return url
+    return "https://example.com/"
+
+
 def _fix_links(text: str, allowed: frozenset[str]) -> str:
     def link(match: re.Match[str]) -> str:
         url = match.group(0)
@@ -221,6 +231,7 @@ def clean_answer(raw: str, *, threads: int, allowed_urls: Iterable[str] = (),
     last sentence or code line, citations only of threads 1..``threads``, and no link that is
     not one of ``allowed_urls``."""
     text = _ROLE_LINE.sub("", _SPECIAL.sub("", raw)).strip()
+    allowed = frozenset(allowed_urls)
     segments = _split_code(text)
     out: list[str] = []
     seen: set[str] = set()
@@ -231,7 +242,7 @@ def clean_answer(raw: str, *, threads: int, allowed_urls: Iterable[str] = (),
         if is_code:
             if code_used:
                 break
-            block = _clean_code(segment)
+            block = _URL.sub(_example_url, _clean_code(segment))
             if block:
                 out.append(block)
                 code_used = True
@@ -244,13 +255,12 @@ def clean_answer(raw: str, *, threads: int, allowed_urls: Iterable[str] = (),
                 seen.add(key)
                 fresh.append(sentence)
         budget -= len(fresh)
-        if fresh:
-            out.append(" ".join(fresh))
+        prose = _fix_citations(_fix_links(" ".join(fresh), allowed), threads).strip()
+        if prose:
+            out.append(prose)
         if budget <= 0:
             break
-    answer = "\n\n".join(out).strip()
-    answer = _fix_citations(_fix_links(answer, frozenset(allowed_urls)), threads)
-    return answer.strip()
+    return "\n\n".join(out).strip()
 
 
 def _content_words(text: str) -> set[str]:

@@ -56,6 +56,8 @@ class Prompt:
     finish: Callable[[str], str] | None = None
     preface: str = ""
     kind: str = "chat"
+    #: Generate past the end-of-turn token (benchmarks only: it makes every run equally long).
+    ignore_end: bool = False
 
 
 @dataclass(frozen=True)
@@ -517,7 +519,7 @@ class LLMService:
                 token = _pick(output.logits[0, -1].float(), new, prompt, generator)
                 if first_ms is None:
                     first_ms = 1000 * (time.perf_counter() - started)
-                if token in loaded.stop_ids:
+                if token in loaded.stop_ids and not prompt.ignore_end:
                     finish = "stop"
                     break
                 new.append(token)
