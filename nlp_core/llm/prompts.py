@@ -30,7 +30,7 @@ _DELIMITERS = re.compile(r"</?\s*(?:question|thread|threads|message|instructions
 _ROLE_LINE = re.compile(r"^[ \t]*(?:assistant|user|system|amlbot)[ \t]*:[ \t]*",
                         re.IGNORECASE | re.MULTILINE)
 _TAG = re.compile(r"<[^>]{1,200}>")
-_URL = re.compile(r"\b(?:https?://|www\.)[^\s<>()\]]+", re.IGNORECASE)
+_URL = re.compile(r"""\b(?:https?://|www\.)[^\s<>()\]"'`]+""", re.IGNORECASE)
 _MARKDOWN_LINK = re.compile(r"\[([^\]\n]{1,200})\]\((?:https?://|www\.)[^)\s]*\)")
 _CITATION = re.compile(r"\[(\d{1,2}(?:\s*,\s*\d{1,2})*)\]")
 _SENTENCE_END = re.compile(r"(?:(?<=[.!?])|(?<=[.!?][\"')\]]))\s+(?=\S)")
@@ -168,8 +168,8 @@ def answer_complete(raw: str) -> bool:
 
 def _clean_prose(text: str, budget: int, last: bool, after_code: bool) -> list[str]:
     """Sentences of a prose segment (headings and role tags out), at most ``budget``. After
-    a code block, a line-by-line list explaining it is dropped; at the very end, so are an
-    unfinished sentence and one that announces something (ends with a colon)."""
+    a code block, a line-by-line list explaining it is dropped; the final segment loses an
+    unfinished last sentence."""
     lines = []
     for line in text.splitlines():
         if _HEADING.match(line):
@@ -178,10 +178,8 @@ def _clean_prose(text: str, budget: int, last: bool, after_code: bool) -> list[s
             break
         lines.append(_ROLE_LINE.sub("", line))
     sentences = _sentences("\n".join(lines))[:budget]
-    if last:
-        while sentences and (not _FINISHED.search(sentences[-1])
-                             or sentences[-1].endswith(":")):
-            sentences = sentences[:-1]
+    if last and sentences and not _FINISHED.search(sentences[-1]):
+        sentences = sentences[:-1]
     return sentences
 
 
@@ -237,6 +235,7 @@ def clean_answer(raw: str, *, threads: int, allowed_urls: Iterable[str] = (),
     seen: set[str] = set()
     budget = max_sentences
     code_used = False
+    pieces: list[tuple[bool, list[str]]] = []  # (is_code, [block] or sentences)
     for index, (is_code, segment) in enumerate(segments):
         last = index == len(segments) - 1
         if is_code:
@@ -244,7 +243,7 @@ def clean_answer(raw: str, *, threads: int, allowed_urls: Iterable[str] = (),
                 break
             block = _URL.sub(_example_url, _clean_code(segment))
             if block:
-                out.append(block)
+                pieces.append((True, [block]))
                 code_used = True
             continue
         sentences = _clean_prose(segment, budget, last, after_code=code_used)
@@ -255,11 +254,20 @@ def clean_answer(raw: str, *, threads: int, allowed_urls: Iterable[str] = (),
                 seen.add(key)
                 fresh.append(sentence)
         budget -= len(fresh)
-        prose = _fix_citations(_fix_links(" ".join(fresh), allowed), threads).strip()
-        if prose:
-            out.append(prose)
+        if fresh:
+            pieces.append((False, fresh))
         if budget <= 0:
             break
+    # An answer that ends announcing something ("In this code:") announces nothing.
+    while pieces and not pieces[-1][0] and pieces[-1][1][-1].endswith(":"):
+        pieces[-1][1].pop()
+        if not pieces[-1][1]:
+            pieces.pop()
+    for is_code, parts in pieces:
+        text = parts[0] if is_code else _fix_citations(_fix_links(" ".join(parts), allowed),
+                                                        threads).strip()
+        if text:
+            out.append(text)
     return "\n\n".join(out).strip()
 
 
