@@ -57,7 +57,7 @@ def test_answer_prompt_lists_close_threads_and_keeps_the_question_apart() -> Non
 def test_without_a_close_thread_the_answer_says_it_is_general_knowledge() -> None:
     prompt = answer_prompt("What is a monad?", THREADS, min_score=0.9)
     assert prompt.preface == NO_CLOSE_THREAD
-    assert "general knowledge" in prompt.messages[0]["content"]
+    assert "No stored thread is close" in prompt.messages[0]["content"]
     assert "[1]" not in prompt.messages[0]["content"]
     assert prompt.finish is not None
     assert "[1]" not in prompt.finish("Use Remove duplicates in pandas dataframe [1].")
