@@ -67,13 +67,17 @@ def bench_service(service: LLMService, prompts: Sequence[Prompt] | None = None, 
     """Run ``runs`` prompts one after another through ``service`` (started), each for exactly
     ``tokens`` new tokens, and report medians and 90th percentiles of ``first_token_ms``
     (prefill and the first token) and ``completion_ms`` (all ``tokens``), the decode speed
-    ``ms_per_token``, prompt sizes and the load average. ``timeout`` (s) replaces the
-    service's generation timeout for these runs."""
+    ``ms_per_token``, prompt sizes and the load average. The ``*_cpu_ms`` figures are the
+    worker thread's CPU time: with one torch thread, the wall time an idle core would give (a
+    busy machine stretches the wall times, not these). ``timeout`` (s) replaces the service's
+    generation timeout for these runs."""
     chosen = list(prompts) if prompts is not None else bench_prompts(runs)
     chosen = (chosen * (runs // max(len(chosen), 1) + 1))[:runs]
     load_before = os.getloadavg()
     first: list[float] = []
     complete: list[float] = []
+    first_cpu: list[float] = []
+    complete_cpu: list[float] = []
     per_token: list[float] = []
     prompt_tokens: list[int] = []
     for prompt in chosen:
@@ -84,6 +88,8 @@ def bench_service(service: LLMService, prompts: Sequence[Prompt] | None = None, 
             raise RuntimeError(f"the benchmark prompt failed: {generation.error}")
         first.append(generation.first_token_ms or generation.total_ms)
         complete.append(generation.total_ms)
+        first_cpu.append(generation.first_token_cpu_ms or generation.cpu_ms)
+        complete_cpu.append(generation.cpu_ms)
         if generation.ms_per_token is not None:
             per_token.append(generation.ms_per_token)
         prompt_tokens.append(generation.prompt_tokens)
@@ -100,6 +106,8 @@ def bench_service(service: LLMService, prompts: Sequence[Prompt] | None = None, 
         "completion_ms_p50": round(_percentile(complete, 50), 1),
         "completion_ms_p90": round(_percentile(complete, 90), 1),
         "ms_per_token_p50": round(_percentile(per_token, 50), 1) if per_token else None,
+        "first_token_cpu_ms_p50": round(_percentile(first_cpu, 50), 1),
+        "completion_cpu_ms_p50": round(_percentile(complete_cpu, 50), 1),
         "loadavg_1m_before": round(load_before[0], 2),
         "loadavg_1m_after": round(os.getloadavg()[0], 2),
         "cpus": os.cpu_count(),

@@ -78,6 +78,10 @@ class Generation:
     first_token_ms: float | None = None
     total_ms: float = 0.0
     error: str | None = None
+    #: CPU time of the worker thread to the first token and in all: with one torch thread,
+    #: what the wall times would be on an otherwise idle core.
+    first_token_cpu_ms: float | None = None
+    cpu_ms: float = 0.0
 
     @property
     def timed_out(self) -> bool:
@@ -487,6 +491,7 @@ class LLMService:
         assert loaded is not None
         prompt = handle.prompt
         started = time.perf_counter()
+        cpu_started = time.thread_time()
         queued_ms = 1000 * (started - handle.submitted)
         deadline = started + handle.timeout_s
         ids = loaded.chat_ids([dict(m) for m in prompt.messages])
@@ -504,6 +509,7 @@ class LLMService:
         raw = ""
         finish: Finish = "length"
         first_ms: float | None = None
+        first_cpu_ms: float | None = None
         with torch.inference_mode():
             cache = _new_cache(loaded.model)  # grows in place, step by step
             inputs = torch.tensor([ids])
@@ -519,6 +525,7 @@ class LLMService:
                 token = _pick(output.logits[0, -1].float(), new, prompt, generator)
                 if first_ms is None:
                     first_ms = 1000 * (time.perf_counter() - started)
+                    first_cpu_ms = 1000 * (time.thread_time() - cpu_started)
                 if token in loaded.stop_ids and not prompt.ignore_end:
                     finish = "stop"
                     break
@@ -535,7 +542,9 @@ class LLMService:
         total_ms = 1000 * (time.perf_counter() - started)
         return Generation(prompt.preface + _finished(prompt, raw), raw, finish,
                           prompt_tokens=len(ids), new_tokens=len(new), queued_ms=queued_ms,
-                          first_token_ms=first_ms, total_ms=total_ms)
+                          first_token_ms=first_ms, total_ms=total_ms,
+                          first_token_cpu_ms=first_cpu_ms,
+                          cpu_ms=1000 * (time.thread_time() - cpu_started))
 
 
 @functools.cache

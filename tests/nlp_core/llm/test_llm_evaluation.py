@@ -80,3 +80,4 @@ def test_the_bench_reports_first_token_and_completion_times(smollm2: LoadedModel
     assert 0 < report["first_token_ms_p50"] <= report["completion_ms_p50"]
     assert report["prompt_tokens_mean"] > 50 and report["ms_per_token_p50"] > 0
     assert report["dtype"] == "int8" and "loadavg_1m_before" in report
+    assert 0 < report["first_token_cpu_ms_p50"] <= report["completion_cpu_ms_p50"]
