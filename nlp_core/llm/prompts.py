@@ -43,8 +43,10 @@ _STOPWORDS = frozenset((
     "the", "and", "for", "with", "from", "that", "this", "into", "how", "what", "why", "when",
     "which", "can", "does", "not", "are", "was", "use", "using", "get", "set", "make", "way",
     "there", "its", "your", "you", "have", "has", "but", "all", "any", "one", "two", "more",
-    "than"))
+    "than", "python", "java", "javascript", "sql", "php", "ruby", "swift", "c++", "c#",
+    "code", "function", "error", "value", "file", "data"))
 _FENCE = "```"
+_INLINE_CODE = re.compile(r"`[^`\n]*`")
 _TOKEN_SHAPES = (
     re.compile(r"\b\d{6,12}:[A-Za-z0-9_-]{30,}"),  # Telegram bot token
     re.compile(r"\bsk-[A-Za-z0-9_-]{20,}"),        # OpenAI-style key
@@ -307,8 +309,11 @@ def attribute(answer: str, titles: Sequence[str], *, min_share: float = 0.5) -> 
 
 
 def cited(text: str, threads: int) -> list[int]:
-    """Thread numbers (1..``threads``) that ``text`` cites, in order of first citation."""
-    found = [int(n) for match in _CITATION.finditer(text) for n in match.group(1).split(",")]
+    """Thread numbers (1..``threads``) that ``text`` cites, in order of first citation (code
+    blocks and inline code, where ``[1, 2]`` is a list, do not count)."""
+    prose = _INLINE_CODE.sub(" ", " ".join(part for is_code, part in _split_code(text)
+                                           if not is_code))
+    found = [int(n) for match in _CITATION.finditer(prose) for n in match.group(1).split(",")]
     return list(dict.fromkeys(n for n in found if 1 <= n <= threads))
 
 

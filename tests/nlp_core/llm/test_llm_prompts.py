@@ -115,6 +115,12 @@ def test_attribution_cites_only_threads_whose_words_the_answer_uses() -> None:
                              "dataframe [1][2].")
     assert attribute("Use a loop [2].", titles) == "Use a loop [2]."  # the model's own kept
     assert attribute("Reverse it with slicing.", titles) == "Reverse it with slicing."
+    # A language name is not a shared topic, and a list in code is not a citation.
+    assert attribute("In Python a tuple is immutable.", ["Python: can I modify a Tuple?"]) == \
+        "In Python a tuple is immutable."
+    code = "Remove duplicate rows of a pandas dataframe:\n```python\nx = [1, 2]\n```"
+    assert cited(code, 3) == [] and cited(attribute(code, titles), 3) == [1]
+    assert cited("Use `a[1]` here.", 3) == []
 
 
 def test_answers_stop_once_they_have_said_enough() -> None:
