@@ -17,7 +17,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -233,7 +233,6 @@ class _Stats:
     tokens: int = 0
     load_s: float | None = None
     loaded_from_cache: bool = False
-    extra: dict[str, float] = field(default_factory=dict)
 
 
 class LLMService:
@@ -540,7 +539,9 @@ class LLMService:
                 inputs = torch.tensor([[token]])
         raw = loaded.decode(new)
         total_ms = 1000 * (time.perf_counter() - started)
-        return Generation(prompt.preface + _finished(prompt, raw), raw, finish,
+        final = _finished(prompt, raw)
+        # Nothing usable (the preface alone says nothing): callers fall back on empty text.
+        return Generation(prompt.preface + final if final else "", raw, finish,
                           prompt_tokens=len(ids), new_tokens=len(new), queued_ms=queued_ms,
                           first_token_ms=first_ms, total_ms=total_ms,
                           first_token_cpu_ms=first_cpu_ms,

@@ -105,6 +105,34 @@ def test_clean_answer_keeps_a_thread_link_and_closes_a_cut_code_block() -> None:
     assert cited(answer, 2) == [2]
 
 
+def test_an_echo_of_the_thread_list_is_not_an_answer() -> None:
+    threads = [Thread("What is the difference between Natural Join and Inner Join in SQL?",
+                      score=0.8), Thread("Difference between left join and right join", score=0.7)]
+    prompt = answer_prompt("LEFT JOIN vs INNER JOIN?", threads)
+    assert prompt.finish is not None
+    echo = ("[1] What is the difference between Natural Join and Inner Join in SQL?\n"
+            "[2] Difference between left join and right join")
+    assert prompt.finish(echo) == ""
+    # Quoting a (long) thread title inside an answer is not leaking the instructions.
+    quoting = ("As in What is the difference between Natural Join and Inner Join in SQL, an "
+               "inner join keeps only matching rows.")
+    assert prompt.finish(quoting).startswith("As in What is the difference")
+
+
+def test_a_code_block_cut_mid_statement_is_dropped() -> None:
+    raw = ("Iterate over the key set. Use a loop:\n```java\nfor (String k : map.keySet()) {\n"
+           "    print(k);\n    if (x")
+    assert clean_answer(raw, threads=0) == "Iterate over the key set."  # nothing announced
+    nested = "Like this:\n   ```python\n   import numpy as np\n   x = 1\n   ```\nDone."
+    assert clean_answer(nested, threads=0) == (
+        "Like this:\n\n```python\nimport numpy as np\nx = 1\n```\n\nDone.")
+
+
+def test_a_numbered_list_keeps_readable_sentences() -> None:
+    raw = "Follow these steps:\n\n1. **Import** the library.\n2. Call `fit`.\n3."
+    assert clean_answer(raw, threads=0) == "Follow these steps: Import the library. Call `fit`."
+
+
 def test_attribution_cites_only_threads_whose_words_the_answer_uses() -> None:
     answer = ("Call `df.drop_duplicates()` to remove duplicate rows of a pandas dataframe. "
               "It returns a new frame.")
@@ -121,6 +149,12 @@ def test_attribution_cites_only_threads_whose_words_the_answer_uses() -> None:
     code = "Remove duplicate rows of a pandas dataframe:\n```python\nx = [1, 2]\n```"
     assert cited(code, 3) == [] and cited(attribute(code, titles), 3) == [1]
     assert cited("Use `a[1]` here.", 3) == []
+    # Threads under cite_score keep their number but are never cited.
+    prompt = answer_prompt("How do I remove duplicate rows in pandas?", THREADS, cite_score=0.7)
+    assert prompt.finish is not None
+    answer = prompt.finish("Use drop_duplicates to remove duplicate rows of a pandas dataframe, "
+                           "keeping the last with keep='last'.")
+    assert cited(answer, 2) == [1]
 
 
 def test_answers_stop_once_they_have_said_enough() -> None:
@@ -139,8 +173,15 @@ def test_chitchat_prompt_holds_persona_capabilities_and_recent_turns() -> None:
                                                    "run course tools"], turns=2)
     system = prompt.messages[0]["content"]
     assert "amlbot" in system and "answer programming questions; run course tools" in system
-    assert [m["content"] for m in prompt.messages[1:]] == [
+    assert [m["content"] for m in prompt.messages[3:]] == [
         "message 4", "reply 4", "message 5", "reply 5", "And you?"]
+    assert prompt.messages[1]["content"] == "who are you?"  # the persona's own example
+    assert "amlbot" in prompt.messages[2]["content"]
+    assert prompt.finish is not None  # the persona in its own words, never the prompt's
+    assert prompt.finish("I am amlbot, a computer program that is not human and has no age, "
+                         "body, family or meals.").startswith("I am amlbot")
+    assert prompt.finish("Sure: Reply to the user's last message in one or two short, warm "
+                         "sentences.") == REFUSAL
     assert prompt.temperature > 0
 
 
@@ -149,6 +190,9 @@ def test_chitchat_replies_are_one_or_two_finished_sentences() -> None:
         "I'm fine, thanks! How about you?"
     assert clean_reply("assistant: Good morning.\nuser: hi") == "Good morning."
     assert clean_reply("how are you? I am well.", echo="How are you?") == "I am well."
+    assert clean_reply("We could be friends. Here are some things to consider:") == \
+        "We could be friends."
+    assert clean_reply("Here are some things to consider:") == ""
     assert reply_complete("Sure. Here it is.") and not reply_complete("Sure, here")
     assert reply_complete("Fine.\nuser:")
 
