@@ -130,6 +130,8 @@ def answer_prompt(question: str, threads: Sequence[Thread], *, min_score: float 
 
     def finish(raw: str) -> str:
         cleaned = clean_answer(raw, threads=len(close), allowed_urls=urls, echoes=echoes)
+        if restates(cleaned, question):
+            return ""
         # The guard compares with the rules only: quoting a thread title is fine.
         return guard_output(attribute(cleaned, citable), "\n".join(rules))
 
@@ -138,6 +140,15 @@ def answer_prompt(question: str, threads: Sequence[Thread], *, min_score: float 
                   max_new_tokens=max_new_tokens, temperature=0.0, repetition_penalty=1.1,
                   stop=answer_complete, finish=finish,
                   preface="" if close else NO_CLOSE_THREAD, kind="answer")
+
+
+def restates(answer: str, question: str, extra_words: int = 8) -> bool:
+    """True when ``answer`` only repeats ``question`` (it holds the question and fewer than
+    ``extra_words`` other words): the 0.5B sometimes answers "A thread found this question:
+    <the question>"."""
+    said, asked = _normal(answer).split(), _normal(question).split()
+    return bool(asked) and " ".join(asked) in " ".join(said) \
+        and len(said) < len(asked) + extra_words
 
 
 def _sentences(text: str) -> list[str]:
@@ -305,7 +316,7 @@ def _content_words(text: str) -> set[str]:
 
 
 def _normal(text: str) -> str:
-    return " ".join(_WORD.findall(text.lower()))
+    return " ".join(re.findall(r"[a-z0-9+#]+", text.lower()))
 
 
 def attribute(answer: str, titles: Sequence[str], *, min_share: float = 0.5) -> str:
@@ -362,6 +373,7 @@ CHITCHAT_RULES = (
 )
 #: One earlier exchange that shows the persona answering about itself: the 0.5B model,
 #: told its name only in the rules, still called itself an OpenAI model or a human.
+_ABOUT_ITSELF = re.compile(r"\b(?:who|name|what are you|yourself|introduce)\b", re.IGNORECASE)
 _PERSONA_EXAMPLE = (
     ("who are you?", f"I'm {BOT_NAME}, a bot that helps machine-learning students with code "
                      "and course tools."),
@@ -385,8 +397,14 @@ def chitchat_prompt(message: str, history: Sequence[tuple[str, str]] = (),
         messages.append({"role": "assistant", "content": sanitize(reply, 300)})
     messages.append({"role": "user", "content": sanitize(message, 500)})
 
+    earlier = {_normal(reply) for _, reply in [*_PERSONA_EXAMPLE, *recent]}
+    about_itself = _ABOUT_ITSELF.search(message) is not None
+
     def finish(raw: str) -> str:
-        return guard_output(clean_reply(raw, echo=message), system)
+        reply = clean_reply(raw, echo=message)
+        if _normal(reply) in earlier and not about_itself:
+            return ""  # a parroted earlier reply (often the persona example) says nothing
+        return guard_output(reply, system)
 
     return Prompt(messages=tuple(messages), max_new_tokens=max_new_tokens,
                   temperature=temperature, top_p=0.9, repetition_penalty=1.15, seed=seed,
@@ -404,11 +422,12 @@ def reply_complete(raw: str, sentences: int = 2) -> bool:
 
 def clean_reply(raw: str, *, echo: str = "", max_sentences: int = 2) -> str:
     """The first paragraph of a chit-chat reply, at most ``max_sentences`` sentences, without
-    role tags, an unfinished last sentence, or a copy of the user's message at its start."""
+    role tags, an unfinished last sentence, or a copy of the user's message (of four words or
+    more: "Good morning!" back is a greeting, not an echo) at its start."""
     text = _ROLE_LINE.sub("", _SPECIAL.sub("\n", raw)).strip()
     paragraph = next((p for p in text.split("\n") if p.strip()), "")
     said = " ".join(echo.split()).lower()
-    if said and paragraph.lower().startswith(said):
+    if len(said.split()) >= 4 and paragraph.lower().startswith(said):
         paragraph = paragraph[len(said):].lstrip(" .,!?;:-")
     sentences = _sentences(paragraph)[:max_sentences]
     # An unfinished last sentence, or one that announces a list that never comes, goes.

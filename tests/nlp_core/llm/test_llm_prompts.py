@@ -119,6 +119,25 @@ def test_an_echo_of_the_thread_list_is_not_an_answer() -> None:
     assert prompt.finish(quoting).startswith("As in What is the difference")
 
 
+def test_an_answer_that_only_restates_the_question_is_empty() -> None:
+    prompt = answer_prompt("What does 'this' refer to inside an arrow function?", THREADS)
+    assert prompt.finish is not None
+    assert prompt.finish('A thread found this StackOverflow question: "What does \'this\' '
+                         'refer to inside an arrow function?".') == ""
+    assert prompt.finish("Inside an arrow function, `this` is taken from the enclosing scope.")
+
+
+def test_a_parroted_earlier_reply_is_empty_unless_asked_about_itself() -> None:
+    history = [("hi", "Hello! How can I help?")]
+    for message, kept in (("I failed my interview", False), ("what's your name?", True)):
+        prompt = chitchat_prompt(message, history)
+        assert prompt.finish is not None
+        example = prompt.messages[2]["content"]
+        assert bool(prompt.finish(example)) is kept
+        assert prompt.finish("Hello! How can I help?") == ("" if not kept else
+                                                           "Hello! How can I help?")
+
+
 def test_a_code_block_cut_mid_statement_is_dropped() -> None:
     raw = ("Iterate over the key set. Use a loop:\n```java\nfor (String k : map.keySet()) {\n"
            "    print(k);\n    if (x")
@@ -189,7 +208,9 @@ def test_chitchat_replies_are_one_or_two_finished_sentences() -> None:
     assert clean_reply("I'm fine, thanks! How about you? I had a long day at") == \
         "I'm fine, thanks! How about you?"
     assert clean_reply("assistant: Good morning.\nuser: hi") == "Good morning."
-    assert clean_reply("how are you? I am well.", echo="How are you?") == "I am well."
+    assert clean_reply("how are you doing? I am well.", echo="How are you doing?") == \
+        "I am well."
+    assert clean_reply("Good morning! Ready?", echo="good morning!") == "Good morning! Ready?"
     assert clean_reply("We could be friends. Here are some things to consider:") == \
         "We could be friends."
     assert clean_reply("Here are some things to consider:") == ""
