@@ -315,6 +315,11 @@ def _content_words(text: str) -> set[str]:
     return {_stem(w) for w in _WORD.findall(text.lower()) if w not in _STOPWORDS}
 
 
+def _similar(a: set[str], b: set[str], share: float = 0.8) -> bool:
+    """True when the two word sets overlap by ``share`` of their union (and are not empty)."""
+    return bool(a and b) and len(a & b) >= share * len(a | b)
+
+
 def _normal(text: str) -> str:
     return " ".join(re.findall(r"[a-z0-9+#]+", text.lower()))
 
@@ -397,12 +402,13 @@ def chitchat_prompt(message: str, history: Sequence[tuple[str, str]] = (),
         messages.append({"role": "assistant", "content": sanitize(reply, 300)})
     messages.append({"role": "user", "content": sanitize(message, 500)})
 
-    earlier = {_normal(reply) for _, reply in [*_PERSONA_EXAMPLE, *recent]}
+    earlier = [_content_words(reply) for _, reply in [*_PERSONA_EXAMPLE, *recent]]
     about_itself = _ABOUT_ITSELF.search(message) is not None
 
     def finish(raw: str) -> str:
         reply = clean_reply(raw, echo=message)
-        if _normal(reply) in earlier and not about_itself:
+        words = _content_words(reply)
+        if not about_itself and any(_similar(words, said) for said in earlier):
             return ""  # a parroted earlier reply (often the persona example) says nothing
         return guard_output(reply, system)
 

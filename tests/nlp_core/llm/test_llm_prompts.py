@@ -134,6 +134,7 @@ def test_a_parroted_earlier_reply_is_empty_unless_asked_about_itself() -> None:
         assert prompt.finish is not None
         example = prompt.messages[2]["content"]
         assert bool(prompt.finish(example)) is kept
+        assert bool(prompt.finish(example.replace("I'm", "I am"))) is kept
         assert prompt.finish("Hello! How can I help?") == ("" if not kept else
                                                            "Hello! How can I help?")
 
