@@ -378,7 +378,9 @@ CHITCHAT_RULES = (
 )
 #: One earlier exchange that shows the persona answering about itself: the 0.5B model,
 #: told its name only in the rules, still called itself an OpenAI model or a human.
-_ABOUT_ITSELF = re.compile(r"\b(?:who|name|what are you|yourself|introduce)\b", re.IGNORECASE)
+#: Messages to which the bot introducing itself is a fair reply: about itself, or a greeting.
+_ABOUT_ITSELF = re.compile(
+    r"\b(?:who|name|what are you|yourself|introduce|hi|hello|hey|how are you)\b", re.IGNORECASE)
 _PERSONA_EXAMPLE = (
     ("who are you?", f"I'm {BOT_NAME}, a bot that helps machine-learning students with code "
                      "and course tools."),

@@ -129,7 +129,8 @@ def test_an_answer_that_only_restates_the_question_is_empty() -> None:
 
 def test_a_parroted_earlier_reply_is_empty_unless_asked_about_itself() -> None:
     history = [("hi", "Hello! How can I help?")]
-    for message, kept in (("I failed my interview", False), ("what's your name?", True)):
+    for message, kept in (("I failed my interview", False), ("what's your name?", True),
+                          ("hi! how are you today?", True)):
         prompt = chitchat_prompt(message, history)
         assert prompt.finish is not None
         example = prompt.messages[2]["content"]
