@@ -54,7 +54,7 @@ class CaptionSet:
 
 def split_of(key: str) -> Split:
     """80 / 10 / 10 train / validation / test, fixed by the id alone."""
-    bucket = int(hashlib.sha1(key.encode()).hexdigest()[:8], 16) % 10
+    bucket = int(hashlib.sha1(key.encode(), usedforsecurity=False).hexdigest()[:8], 16) % 10
     return "test" if bucket == 0 else "val" if bucket == 1 else "train"
 
 

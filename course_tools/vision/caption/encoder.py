@@ -85,7 +85,7 @@ def imagenet_top(global_feature: np.ndarray, k: int = 3) -> list[tuple[str, floa
 def cache_key(*parts: str) -> str:
     """A short file-name-safe key for a feature cache."""
     text = "|".join((ENCODER_NAME, f"grid{GRID}", *parts))
-    return hashlib.sha1(text.encode()).hexdigest()[:16]
+    return hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()[:16]
 
 
 def cached_features(
