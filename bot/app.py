@@ -13,6 +13,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bot.core.assistant import Assistant
@@ -20,6 +21,7 @@ from bot.core.bus import ReplyBus
 from bot.core.router import Router
 from bot.core.skill import Skill
 from bot.data import DataCatalogue, MissingDataError
+from bot.generation import Generator, llm_weights_path
 from bot.jobs.manager import JobManager
 from bot.jobs.policy import AccessPolicy
 from bot.jobs.records import JobRecords
@@ -73,8 +75,10 @@ def build_assistant(
     understander: Understander | None = None,
     skills: Iterable[str] | None = None,
     nlp: NLP | None = None,
+    generator: Generator | None = None,
 ) -> Assistant:
-    """The assistant the settings describe: storage, NLP (unless off), jobs and skills."""
+    """The assistant the settings describe: storage, NLP (unless off), the instruction model
+    (unless off, or ``generator`` is given), jobs and skills."""
     from course_tools import load_tools
 
     settings = settings or get_settings()
@@ -101,6 +105,9 @@ def build_assistant(
                                "(run with --verbose for the trace)") from None
     if understander is None and nlp is not None:
         understander = nlp
+    llm_problem: str | None = None
+    if generator is None and nlp is not None:
+        generator, llm_problem = start_llm(settings, store)
     router = Router(understander=understander, clarify="core.clarify",
                     intent_threshold=settings.intent_threshold)
     bus = ReplyBus(store)
@@ -112,15 +119,48 @@ def build_assistant(
                             heavy_commands_open=settings.heavy_commands_open,
                             user_job_quota=settings.user_job_quota),
         max_jobs_per_user=settings.max_jobs_per_user,
+        generator=generator, llm_problem=llm_problem, llm_answers=settings.llm_answers,
+        chitchat_backend=settings.chitchat_backend,
     )
     for skill in [*build_skills(services, names=skills), *_extra_skills(settings, services)]:
         router.add(skill)
     on_close: list[Callable[[], None]] = [jobs.close]
+    if generator is not None:
+        on_close.append(generator.llm.close)
     if settings.retention_days:
         on_close.insert(0, keep_for(settings.retention_days, store, jobs.records))
     assistant = Assistant(settings, router, store, bus, nlp=nlp, on_close=on_close)
     services.started_at = assistant.started_at
     return assistant
+
+
+def start_llm(settings: Settings, store: Store) -> tuple[Generator | None, str | None]:
+    """The instruction model, loading in the background (None, and why, when it is off or
+    unusable: the bot then answers by retrieval alone, as before)."""
+    if settings.llm_answers == "off" and settings.chitchat_backend != "llm":
+        return None, "generated answers are off (AMLBOT_LLM_ANSWERS=off)"
+    from bot.skills.nlp import CLOSE_MATCH
+    from nlp_core.llm import LLMService, WeightsError, assemble_packaged_model, resolve_model
+    from nlp_core.threads import thread_bodies
+
+    try:
+        if settings.llm_model == "packaged":
+            path = llm_weights_path(settings.data_dir)
+            # The size here; the sha256 when the file was joined (or by `amlbot llm fetch`).
+            source = resolve_model(assemble_packaged_model(path, verify=False))
+        else:
+            source = resolve_model(Path(settings.llm_model).expanduser())
+    except WeightsError as error:
+        problem = f"generated answers are off: {error}"
+        log.warning("%s; the bot answers by retrieval", problem)
+        return None, problem
+    llm = LLMService(source, dtype=settings.llm_dtype, threads=settings.llm_threads,
+                     max_new_tokens=settings.llm_max_new_tokens,
+                     timeout_s=settings.llm_timeout,
+                     max_queued_per_user=settings.llm_max_queued_per_user,
+                     cache_dir=settings.data_dir / "models" / "llm" / "cache").start()
+    ws = workspace(settings)
+    return Generator(llm, store, lambda: thread_bodies(ws), min_score=CLOSE_MATCH), None
 
 
 def keep_for(days: int, store: Store, records: JobRecords) -> Callable[[], None]:

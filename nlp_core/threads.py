@@ -116,6 +116,19 @@ def load_threads(workspace: Workspace, limit: int | None = None) -> list[ThreadM
     return threads
 
 
+def thread_bodies(workspace: Workspace) -> dict[str, str]:
+    """Post id -> question body (HTML), for the threads of the corpus that have one (the
+    sample posts): what a generated answer may read besides the titles."""
+    bodies: dict[str, str] = {}
+    with workspace.require("so_posts/so_sample_posts.jsonl").open(encoding="utf-8") as handle:
+        for line in handle:
+            if line.strip():
+                record = json.loads(line)
+                if record.get("body"):
+                    bodies[str(record["id"])] = str(record["body"])
+    return bodies
+
+
 def index_dir(workspace: Workspace) -> Path:
     """Where the thread index is saved."""
     return workspace.data_dir / "indexes" / INDEX_DIRNAME

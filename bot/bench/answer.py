@@ -4,14 +4,19 @@ index padded to a target size."""
 from __future__ import annotations
 
 import random
+import re
 import resource
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from bot.bench.startup import percentile
+from bot.core import Message
+from bot.core.messages import ProgressReply, ProgressState
 from bot.settings import Settings
 
 
@@ -21,7 +26,10 @@ class AnswerResult:
 
     index_size: int
     latencies_ms: dict[str, list[float]] = field(default_factory=dict)
+    #: The same mix with a generated answer queued after each programming question.
+    with_generation_ms: dict[str, list[float]] = field(default_factory=dict)
     rss_mb: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         every = [x for values in self.latencies_ms.values() for x in values]
@@ -34,6 +42,14 @@ class AnswerResult:
         for route, values in sorted(self.latencies_ms.items()):
             out[f"{route}_p50_ms"] = round(percentile(values, 50), 2)
             out[f"{route}_p99_ms"] = round(percentile(values, 99), 2)
+        if self.with_generation_ms:
+            on = [x for values in self.with_generation_ms.values() for x in values]
+            out["generation_on_p50_ms"] = round(percentile(on, 50), 2)
+            out["generation_on_p99_ms"] = round(percentile(on, 99), 2)
+            for route, values in sorted(self.with_generation_ms.items()):
+                out[f"generation_on_{route}_p50_ms"] = round(percentile(values, 50), 2)
+                out[f"generation_on_{route}_p99_ms"] = round(percentile(values, 99), 2)
+        out.update(self.extra)
         return out
 
 
@@ -96,25 +112,117 @@ def pad_index(nlp: Any, settings: Settings, size: int) -> int:
     return len(index)
 
 
-def measure_answers(settings: Settings, n: int = 1000, index_size: int = 100_000,
-                    warmup: int = 20) -> AnswerResult:
-    """Time ``Assistant.handle`` over ``n`` mixed messages (after ``warmup`` untimed ones)."""
-    from bot.app import build_assistant
-    from bot.core import Message
-
-    assistant = build_assistant(settings.model_copy(update={"heavy_commands_open": False,
-                                                      "admins": [], "user_job_quota": 0}))
-    assert assistant.nlp is not None, "the answer benchmark needs the NLU (AMLBOT_NLU_ENABLED)"
-    size = pad_index(assistant.nlp, settings, index_size)
-    result = AnswerResult(index_size=size)
-    messages = mixed_messages(settings, n + warmup)
+def _run_mix(assistant: Any, messages: list[tuple[str, str]], warmup: int,
+             prefix: str) -> dict[str, list[float]]:
+    latencies: dict[str, list[float]] = {}
     for i, (route, text) in enumerate(messages):
-        message = Message(chat_id=f"bench-{i % 50}", user_id=f"bench-{i % 50}", text=text)
+        message = Message(chat_id=f"{prefix}-{i % 50}", user_id=f"{prefix}-{i % 50}",
+                          text=text)
         started = time.perf_counter()
         assistant.handle(message)
         elapsed = (time.perf_counter() - started) * 1000
         if i >= warmup:
-            result.latencies_ms.setdefault(route, []).append(elapsed)
-    result.rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            latencies.setdefault(route, []).append(elapsed)
+    return latencies
+
+
+def _burst(assistant: Any, questions: list[str], watch_s: float = 6.0) -> dict[str, Any]:
+    """``len(questions)`` chats ask at the same moment: how long each waits for its retrieval
+    answer, and the places in the generation queue their messages show."""
+    barrier = threading.Barrier(len(questions))
+    waits: list[float] = []
+    places: dict[int, set[int]] = {}
+    lock = threading.Lock()
+
+    def ask(number: int, text: str) -> None:
+        barrier.wait()
+        started = time.perf_counter()
+        replies = assistant.handle(Message(chat_id=f"burst-{number}",
+                                           user_id=f"burst-{number}", text=text))
+        elapsed = (time.perf_counter() - started) * 1000
+
+        def seen(state: ProgressState) -> None:
+            found = re.search(r"number (\d+) in the queue", state.title)
+            if found:
+                with lock:
+                    places.setdefault(number, set()).add(int(found[1]))
+
+        for reply in replies:
+            if isinstance(reply, ProgressReply):
+                reply.handle.subscribe(seen)
+        with lock:
+            waits.append(elapsed)
+
+    threads = [threading.Thread(target=ask, args=(n, q)) for n, q in enumerate(questions)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    time.sleep(watch_s)  # the queue notes come once a second
+    with lock:
+        told = {n: sorted(p) for n, p in places.items()}
+    return {"burst_chats": len(questions),
+            "burst_retrieval_p50_ms": round(percentile(waits, 50), 2),
+            "burst_retrieval_max_ms": round(max(waits), 2),
+            "burst_chats_told_their_place": len(told),
+            # the furthest place each chat was told (the queue moves while they watch)
+            "burst_places_seen": sorted(p[-1] for p in told.values())}
+
+
+def measure_answers(settings: Settings, n: int = 1000, index_size: int = 100_000,
+                    warmup: int = 20, generate: bool = False,
+                    progress: Callable[[str], None] = lambda _line: None) -> AnswerResult:
+    """Time ``Assistant.handle`` over ``n`` mixed messages (after ``warmup`` untimed ones).
+
+    With ``generate``, the same mix runs twice: without the instruction model, then with a
+    generated answer queued after every programming question, to show that the retrieval
+    answers keep their speed. In between, the model's own speed (first token and a 60-token
+    answer, one request at a time) and a burst of 20 chats asking at once are measured."""
+    from bot.app import build_assistant, open_store, start_llm
+
+    quiet = settings.model_copy(update={"heavy_commands_open": False, "admins": [],
+                                        "user_job_quota": 0, "llm_answers": "off"})
+    assistant = build_assistant(quiet)
+    nlp = assistant.nlp
+    assert nlp is not None, "the answer benchmark needs the NLU (AMLBOT_NLU_ENABLED)"
+    size = pad_index(nlp, settings, index_size)
+    result = AnswerResult(index_size=size)
+    messages = mixed_messages(settings, n + warmup)
+    progress(f"{n} messages, generation off")
+    result.latencies_ms = _run_mix(assistant, messages, warmup, "bench")
     assistant.close()
+    if not generate:
+        result.rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        return result
+
+    from nlp_core.llm import bench_service
+
+    loud = quiet.model_copy(update={"llm_answers": "always"})
+    store = open_store(loud)
+    generator, problem = start_llm(loud, store)
+    if generator is None:
+        raise RuntimeError(f"no instruction model: {problem}")
+    progress("loading the instruction model")
+    generator.llm.wait_ready()
+    if generator.llm.error:
+        raise RuntimeError(f"the instruction model did not load: {generator.llm.error}")
+    progress("the model alone: 8 answers of 60 tokens, one at a time")
+    speed = bench_service(generator.llm, tokens=60, runs=8)
+    result.extra.update({
+        "first_token_p50_ms": speed["first_token_ms_p50"],
+        "generated_answer_p50_ms": speed["completion_ms_p50"],
+        "generated_tokens": 60, "llm": {k: v for k, v in speed.items()
+                                        if not k.startswith(("first_token_ms", "completion"))},
+    })
+    assistant = build_assistant(loud, store=store, nlp=nlp, generator=generator)
+    programming = [text for route, text in messages if route == "programming"]
+    progress("20 chats ask at once")
+    result.extra.update(_burst(assistant, programming[:20]))
+    progress(f"{n} messages, generation on")
+    # Other messages than the first pass's (same mix), so that no cache favours this one.
+    fresh = mixed_messages(settings, n + warmup, seed=8)
+    result.with_generation_ms = _run_mix(assistant, fresh, warmup, "bench-llm")
+    result.extra["llm_served"] = generator.llm.stats()["served"]
+    assistant.close()
+    result.rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return result

@@ -74,16 +74,29 @@ def startup(
 def answer(
     messages: int = typer.Option(1000, min=10, help="Timed messages (a fixed mix of routes)."),
     index_size: int = typer.Option(100_000, min=1, help="Thread-index size to measure at."),
+    generate: bool = typer.Option(
+        False, "--generate", help="Also with the instruction model on: the mix again with a "
+        "generated answer after each programming question, the model's first-token and "
+        "60-token times, and 20 chats asking at once."),
     as_json: bool = typer.Option(False, "--json", help="End with one JSON line of metrics."),
 ) -> None:
     """Time Assistant.handle on mixed messages: p50/p99 per route and overall, peak RSS."""
     from bot.bench.answer import measure_answers
     from bot.settings import get_settings
 
-    result = measure_answers(get_settings(), n=messages, index_size=index_size).to_dict()
+    result = measure_answers(get_settings(), n=messages, index_size=index_size,
+                             generate=generate,
+                             progress=lambda line: typer.echo(f"... {line}", err=True)).to_dict()
     typer.echo(f"{result['messages']} messages, index {result['index_size']:,} titles: "
                f"p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms, "
                f"peak RSS {result['rss_mb']} MB")
+    if generate:
+        typer.echo(f"with generated answers: p50 {result['generation_on_p50_ms']} ms, p99 "
+                   f"{result['generation_on_p99_ms']} ms; first token "
+                   f"{result['first_token_p50_ms']} ms p50, 60 tokens "
+                   f"{result['generated_answer_p50_ms']} ms p50; 20 chats at once: slowest "
+                   f"retrieval answer {result['burst_retrieval_max_ms']} ms, "
+                   f"{result['burst_chats_told_their_place']} told their place in the queue")
     if as_json:
         typer.echo(json.dumps(result))
 

@@ -53,3 +53,36 @@ def _evaluator(component: Component) -> Any:
 for _name, _component in components.items():
     if _component.evaluate is not None:
         app.command(_name)(_evaluator(_component))
+
+
+@app.command("answers")
+def answers(
+    questions: Path = typer.Argument(..., help="A TSV of 'kind<TAB>text' lines (kind: "
+                                     "programming | smalltalk), e.g. "
+                                     "docs/eval/answers/questions.tsv."),
+    out: Path = typer.Option(Path("answers-eval"), "--out", help="Where the files go."),
+    limit: int | None = typer.Option(None, min=1, help="The first N questions only."),
+    seed: int = typer.Option(20260517, help="Seeds the A/B order of each pair."),
+    as_json: bool = typer.Option(False, "--json", help="End with one JSON line of figures."),
+) -> None:
+    """Blind side-by-side of the answers with and without the instruction model.
+
+    Writes blind.md (judge this: both answers in random order), key.tsv (which is which:
+    open it after), outputs.jsonl and details.jsonl (threads found, citations, timings)."""
+    import json
+
+    from bot.bench.side_by_side import side_by_side
+    from bot.settings import get_settings
+    from nlp_core.llm import QuestionsError
+
+    try:
+        summary = side_by_side(get_settings(), questions, out, limit=limit, seed=seed,
+                               progress=lambda f, d: typer.echo(f"  {100 * f:5.1f}%  {d}",
+                                                                err=True))
+    except (QuestionsError, RuntimeError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"{summary['questions']} questions written to {out} (judge blind.md; "
+               f"{summary['share_citing_a_thread']} of the grounded answers cite a thread)")
+    if as_json:
+        typer.echo(json.dumps(summary))

@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from bot.cli import bench, chat, config, data, db, index, telegram, tool
+from bot.cli import bench, chat, config, data, db, index, llm, telegram, tool
 from bot.cli import eval as eval_cli
 from bot.cli import train as train_cli
 
@@ -33,6 +33,7 @@ app.add_typer(tool.app, name="tool")
 app.add_typer(index.app, name="index")
 app.add_typer(eval_cli.app, name="eval")
 app.add_typer(train_cli.app, name="train")
+app.add_typer(llm.app, name="llm")
 
 
 @app.callback()

@@ -16,6 +16,7 @@ from bot.registry import Registry
 from bot.storage.store import Store
 
 if TYPE_CHECKING:
+    from bot.generation import Generator
     from bot.jobs.manager import JobManager
     from course_tools import ToolRegistry
     from nlp_core.pipeline import NLP
@@ -35,6 +36,11 @@ class Services:
     load_tools: Callable[[], ToolRegistry] | None = None
     access: AccessPolicy = AccessPolicy()
     max_jobs_per_user: int = 3
+    #: The instruction model (None: off or unusable, ``llm_problem`` says why).
+    generator: Generator | None = None
+    llm_problem: str | None = None
+    llm_answers: str = "off"
+    chitchat_backend: str = "retrieval"
     started_at: float = field(default_factory=time.time)
 
 

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from bot.core.messages import Reply, TextReply
-from bot.skills.base import BaseSkill, Request, skills
+from bot.skills.base import BaseSkill, Command, Request, skills
 
 if TYPE_CHECKING:
     from bot.storage.models import Event
@@ -140,7 +140,14 @@ class StackOverflowSkill(_NLPSkill):
                          f"(all under {CLOSE_MATCH:.0%}); the nearest ones:")
         for rank, hit in enumerate(hits, 1):
             lines.append(f"{rank}. {hit.title} — {hit.score:.0%} similar\n   {hit.url}")
-        return [TextReply("\n".join(lines))]
+        replies: list[Reply] = [TextReply("\n".join(lines))]
+        generator = self.services.generator
+        if generator is not None and self.services.llm_answers == "always":
+            message = request.message
+            replies.append(generator.answer(request.text, hits, language=language,
+                                            user_id=message.user_id, chat_id=message.chat_id,
+                                            channel=message.channel))
+        return replies
 
 
 @skills.register("chat.chitchat")
@@ -157,7 +164,51 @@ class ChitChatSkill(_NLPSkill):
                               "or ask me a programming question.")]
         events = self.services.store.history(request.message.chat_id, 60)
         recent = [e.text for e in events if e.type == "reply"]
-        reply = nlp.chitchat(request.text, avoid=recent, history=small_talk_turns(events))
+        turns = small_talk_turns(events)
+        generator = self.services.generator
+        reply = None
+        if generator is not None and self.services.chitchat_backend == "llm":
+            reply = generator.chitchat(request.text, turns, user_id=request.message.user_id)
+        if reply is None or reply in recent:
+            reply = nlp.chitchat(request.text, avoid=recent, history=turns)
         if mostly_non_latin(request.text):
             reply = f"{reply}\n(I chat best in English.)"
         return [TextReply(reply)]
+
+
+@skills.register("qa.explain")
+class ExplainSkill(_NLPSkill):
+    """``/explain [QUESTION]``: a short written answer, grounded in the threads the search
+    finds, for the question given or this chat's last programming question."""
+
+    name = "qa.explain"
+    description = "A written answer, grounded in the similar threads."
+    commands = (Command("explain", "Write a short answer to a programming question (the last "
+                                   "one by default), citing the threads it found.",
+                        usage="/explain [QUESTION]"),)
+
+    def answer(self, request: Request, nlp: NLP) -> list[Reply]:
+        generator = self.services.generator
+        if generator is None:
+            reason = self.services.llm_problem or "the answer model is not loaded"
+            return [TextReply(f"I can't write answers here: {reason}. The similar threads are "
+                              "still yours: just ask the question.")]
+        question = request.args.strip() or self._last_question(request)
+        if not question:
+            return [TextReply("Usage: /explain QUESTION, or ask a programming question first "
+                              "and then send /explain.")]
+        understanding = nlp.understand(question)
+        hits = nlp.search_threads(search_query(question), understanding.language, k=3)
+        listed = "\n".join(f"[{rank}] {hit.title} — {hit.score:.0%} similar"
+                           for rank, hit in enumerate(hits, 1))
+        message = request.message
+        return [TextReply(f"Threads I found for “{question[:200]}”:\n{listed}"),
+                generator.answer(question, hits, language=understanding.language,
+                                 user_id=message.user_id, chat_id=message.chat_id,
+                                 channel=message.channel)]
+
+    def _last_question(self, request: Request) -> str:
+        for event in reversed(self.services.store.history(request.message.chat_id, 60)):
+            if event.type == "message" and event.intent == "programming":
+                return event.text
+        return ""

@@ -13,7 +13,8 @@ def test_registered_skills() -> None:
     _register_builtins()
     assert skills.names() == [
         "chat.chitchat", "core.about", "core.clarify", "core.fallback", "core.help",
-        "core.history", "core.privacy", "core.start", "core.unknown_command", "qa.stackoverflow",
+        "core.history", "core.privacy", "core.start", "core.unknown_command", "qa.explain",
+        "qa.stackoverflow",
         "tools.jobs",
     ]
 

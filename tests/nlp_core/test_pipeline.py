@@ -11,7 +11,7 @@ from bot.core import Assistant, Message, TextReply
 from bot.skills.base import Request
 from bot.skills.nlp import CLOSE_MATCH, SURE_LANGUAGE, StackOverflowSkill
 from nlp_core.nlu import Understanding
-from tests.nlp_core.conftest import small_nlp_settings
+from tests.support.nlp import small_nlp_settings
 
 # The course's final-project eyeball questions, with the route and language we expect.
 EYEBALL = [
@@ -62,7 +62,9 @@ def test_programming_answer_lists_three_threads_with_similarity(assistant: Assis
 def _answer(assistant: Assistant, text: str, understanding: Understanding) -> str:
     request = Request(Message(chat_id="hedge", user_id="hedge", text=text), text,
                       understanding=understanding)
-    replies = StackOverflowSkill(assistant).handle(request)
+    skill = assistant.router.skill_for(request)
+    assert isinstance(skill, StackOverflowSkill)
+    replies = skill.handle(request)
     return "\n".join(r.text for r in replies if isinstance(r, TextReply))
 
 
