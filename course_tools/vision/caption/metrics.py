@@ -6,6 +6,7 @@ replaced by :func:`~.data.tokenize`. METEOR and SPICE are left out because they 
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 
 import numpy as np
@@ -50,3 +51,55 @@ def nearest_neighbours(train: np.ndarray, queries: np.ndarray) -> tuple[np.ndarr
 def _unit(x: np.ndarray) -> np.ndarray:
     x = np.asarray(x, dtype=np.float32)
     return np.asarray(x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-8))
+
+
+class CiderD:
+    """CIDEr-D of one caption against one image's references, with the n-gram document
+    frequencies of a fixed reference corpus (the training captions): the reward of
+    self-critical training. Equal to pycocoevalcap's per-image score when the corpus is the
+    scored set itself.
+    """
+
+    def __init__(self, references: Sequence[Sequence[Sequence[str]]], n: int = 4,
+                 sigma: float = 6.0) -> None:
+        self.n = n
+        self.sigma = sigma
+        counts = [[_ngrams(words, n) for words in refs] for refs in references]
+        frequency: Counter[tuple[str, ...]] = Counter()
+        for refs in counts:
+            frequency.update({gram for ref in refs for gram in ref})
+        self.log_documents = float(np.log(max(1, len(references))))
+        self.log_frequency = {gram: float(np.log(f)) for gram, f in frequency.items()}
+        self.references = [[self._vector(ref) for ref in refs] for refs in counts]
+
+    def _vector(self, counts: Counter[tuple[str, ...]]
+                ) -> tuple[list[dict[tuple[str, ...], float]], list[float], int]:
+        """tf-idf weights and their norm per n-gram order, and the length CIDEr-D uses."""
+        vec: list[dict[tuple[str, ...], float]] = [{} for _ in range(self.n)]
+        for gram, tf in counts.items():
+            vec[len(gram) - 1][gram] = tf * (self.log_documents
+                                             - self.log_frequency.get(gram, 0.0))
+        norms = [float(np.sqrt(sum(w * w for w in v.values()))) for v in vec]
+        # pycocoevalcap counts bigrams as the length; kept so the scores agree
+        length = sum(tf for gram, tf in counts.items() if len(gram) == 2)
+        return vec, norms, length
+
+    def score(self, words: Sequence[str], index: int) -> float:
+        """CIDEr-D (0-10) of a tokenised caption for reference image ``index``."""
+        vec, norms, length = self._vector(_ngrams(words, self.n))
+        total = 0.0
+        refs = self.references[index]
+        for ref_vec, ref_norms, ref_length in refs:
+            penalty = float(np.exp(-((length - ref_length) ** 2) / (2 * self.sigma**2)))
+            for k in range(self.n):
+                if norms[k] == 0 or ref_norms[k] == 0:
+                    continue
+                dot = sum(min(w, ref_vec[k].get(g, 0.0)) * ref_vec[k].get(g, 0.0)
+                          for g, w in vec[k].items())
+                total += dot / (norms[k] * ref_norms[k]) * penalty
+        return 10.0 * total / self.n / max(1, len(refs))
+
+
+def _ngrams(words: Sequence[str], n: int) -> Counter[tuple[str, ...]]:
+    return Counter(tuple(words[i: i + k]) for k in range(1, n + 1)
+                   for i in range(len(words) - k + 1))

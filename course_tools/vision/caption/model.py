@@ -135,6 +135,42 @@ def _decoder_class() -> type:
     return AttentionDecoder
 
 
+def _ensemble_class() -> type:
+    """The torch module that decodes with several trained decoders at once."""
+    import torch
+    from torch import nn
+
+    class Ensemble(nn.Module):
+        """Decoders (seeds or checkpoints) that share a vocabulary and a PCA; a step's
+        log-probabilities are the log of the members' mean probabilities."""
+
+        members: Any  # an nn.ModuleList of AttentionDecoder
+
+        def __init__(self, members: Sequence[nn.Module]) -> None:
+            super().__init__()
+            self.members = nn.ModuleList(members)
+
+        def reduce(self, features: torch.Tensor) -> torch.Tensor:
+            return self.members[0].reduce(features)  # type: ignore[no-any-return]
+
+        def start(self, features: torch.Tensor) -> State:
+            """(B, R, components) -> every member's state, one after another."""
+            return tuple(part for member in self.members for part in member.start(features))
+
+        def step(self, tokens: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+            """(B,) token ids -> (B, V) log-probabilities and the next state."""
+            logps, parts = [], []
+            for k, member in enumerate(self.members):
+                logits, new = member.step(tokens, state[4 * k: 4 * k + 4])
+                logps.append(torch.log_softmax(logits, dim=-1))
+                parts.extend(new)
+            stacked = torch.stack(logps)
+            mean = torch.logsumexp(stacked, dim=0) - math.log(len(logps))
+            return mean, tuple(parts)
+
+    return Ensemble
+
+
 def beam_search(step: StepFn, state: State, beam: int, max_len: int,
                 length_penalty: float = 0.0, banned: Sequence[int] = (PAD, BOS, UNK)
                 ) -> tuple[list[int], float]:
@@ -190,20 +226,28 @@ def beam_search(step: StepFn, state: State, beam: int, max_len: int,
 
 
 class Captioner:
-    """Region features -> captions: an attention LSTM trained with teacher forcing.
+    """Region features -> captions: attention LSTMs trained with teacher forcing.
 
     ``fit(features, references)`` takes ``(N, R, D)`` encoder features and, per image, its
     tokenised reference sentences (every reference is one training example). The features are
     reduced by a PCA to ``components`` dimensions fitted on the training images. With
     validation data, the epoch whose greedy captions score the best validation CIDEr is kept,
     and training stops ``patience`` epochs after it.
-    Learned: ``vocab_``, ``decoder_``, ``history_``, ``best_epoch_``.
+
+    ``seeds`` decoders are trained from different seeds and ``snapshots`` of the best epochs
+    of each are kept; captions come from all of them at once (their mean word
+    probabilities). ``scst_epochs`` of self-critical training then raise each decoder's
+    expected CIDEr-D of its own sampled captions on the training images.
+    Learned: ``vocab_``, ``decoder_`` (the ensemble), ``history_`` (of the first decoder),
+    ``best_epoch_``.
     """
 
     def __init__(self, hidden: int = 256, embed: int = 128, components: int = 256,
                  epochs: int = 30, batch_size: int = 64, learning_rate: float = 2e-3,
                  dropout: float = 0.3, patience: int = 5, min_count: int = 2,
-                 max_len: int = 20, length_penalty: float = 0.0,
+                 max_len: int = 20, length_penalty: float = 0.0, seeds: int = 1,
+                 snapshots: int = 1, scst_epochs: int = 0,
+                 scst_learning_rate: float = 5e-5, scst_samples: int = 5,
                  random_state: int = 0) -> None:
         self.hidden = hidden
         self.embed = embed
@@ -216,12 +260,20 @@ class Captioner:
         self.min_count = min_count
         self.max_len = max_len
         self.length_penalty = length_penalty
+        self.seeds = seeds
+        self.snapshots = snapshots
+        self.scst_epochs = scst_epochs
+        self.scst_learning_rate = scst_learning_rate
+        self.scst_samples = scst_samples
         self.random_state = random_state
 
-    def _build(self, feature_dim: int) -> None:
+    def _member(self, feature_dim: int) -> Any:
+        return _decoder_class()(len(self.vocab_), feature_dim, self.components, self.hidden,
+                                self.embed, self.dropout)
+
+    def _build(self, feature_dim: int, members: int) -> None:
         self.feature_dim_ = feature_dim
-        self.decoder_ = _decoder_class()(len(self.vocab_), feature_dim, self.components,
-                                         self.hidden, self.embed, self.dropout)
+        self.decoder_ = _ensemble_class()([self._member(feature_dim) for _ in range(members)])
 
     def _reduce(self, features: np.ndarray) -> np.ndarray:
         """Encoder features -> the decoder's scaled PCA inputs (float32)."""
@@ -245,8 +297,8 @@ class Captioner:
                 ids.append(self.vocab_.encode(list(words)[: self.max_len]))
         return np.asarray(rows, dtype=np.int64), ids
 
-    def _batch_loss(self, reduced: np.ndarray, rows: np.ndarray, ids: list[list[int]],
-                    order: np.ndarray) -> torch.Tensor:
+    def _batch_loss(self, decoder: Any, reduced: np.ndarray, rows: np.ndarray,
+                    ids: list[list[int]], order: np.ndarray) -> torch.Tensor:
         import torch
         import torch.nn.functional as F
 
@@ -254,19 +306,20 @@ class Captioner:
         padded = torch.full((len(order), length), PAD, dtype=torch.long)
         for k, j in enumerate(order):
             padded[k, : len(ids[j])] = torch.tensor(ids[j])
-        logits = self.decoder_(torch.from_numpy(reduced[rows[order]]), padded[:, :-1])
+        logits = decoder(torch.from_numpy(reduced[rows[order]]), padded[:, :-1])
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]),
                                padded[:, 1:].reshape(-1), ignore_index=PAD)
 
-    def _mean_loss(self, reduced: np.ndarray, rows: np.ndarray, ids: list[list[int]]) -> float:
+    def _mean_loss(self, decoder: Any, reduced: np.ndarray, rows: np.ndarray,
+                   ids: list[list[int]]) -> float:
         import torch
 
-        self.decoder_.eval()
+        decoder.eval()
         total = 0.0
         with torch.no_grad():
             for start in range(0, len(ids), 256):
                 order = np.arange(start, min(len(ids), start + 256))
-                total += self._batch_loss(reduced, rows, ids, order).item() * len(order)
+                total += self._batch_loss(decoder, reduced, rows, ids, order).item() * len(order)
         return total / max(1, len(ids))
 
     def fit(self, features: np.ndarray, references: Sequence[Sequence[Sequence[str]]],
@@ -279,87 +332,171 @@ class Captioner:
         rng = np.random.default_rng(self.random_state)
         self.vocab_ = Vocabulary.build([w for refs in references for w in refs],
                                        self.min_count)
-        self._build(int(features.shape[-1]))
+        self._build(int(features.shape[-1]), 1)
         flat = np.asarray(features, np.float32).reshape(-1, features.shape[-1])
         sample = rng.choice(len(flat), size=min(len(flat), 20_000), replace=False)
-        self.decoder_.fit_pca(flat[sample])
+        self.decoder_.members[0].fit_pca(flat[sample])
+        pca = {k: v for k, v in self.decoder_.members[0].state_dict().items()
+               if k.startswith("pca_")}
         reduced = self._reduce(features)
-        rows, ids = self._pairs(references)
-        validate = val_features is not None and bool(val_references)
-        if validate:
-            assert val_features is not None and val_references is not None
-            val_reduced = self._reduce(val_features)
-            val_rows, val_ids = self._pairs(val_references)
-        optimiser = torch.optim.Adam(self.decoder_.parameters(), lr=self.learning_rate)
-        n_batches = max(1, math.ceil(len(ids) / self.batch_size))
-        self.history_: dict[str, list[float]] = {"step": [], "loss": [], "epoch": [],
-                                                  "train_loss": [], "val_loss": [],
-                                                  "val_cider": []}
-        best_score, best_state = -math.inf, None
-        self.best_epoch_ = 0
-        for epoch in range(self.epochs):
-            self.decoder_.train()
-            order = rng.permutation(len(ids))
-            running: list[float] = []
-            for b in range(n_batches):
-                loss = self._batch_loss(reduced, rows, ids,
-                                        order[b * self.batch_size: (b + 1) * self.batch_size])
-                optimiser.zero_grad()
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(self.decoder_.parameters(), 5.0)
-                optimiser.step()
-                running.append(loss.item())
-                self.history_["step"].append(epoch + (b + 1) / n_batches)
-                self.history_["loss"].append(running[-1])
-                if report is not None and (b % 10 == 0 or b == n_batches - 1):
-                    report((epoch + (b + 1) / n_batches) / self.epochs,
-                           f"epoch {epoch + 1}/{self.epochs}, loss {np.mean(running[-10:]):.3f}")
-            self.history_["epoch"].append(epoch + 1)
-            self.history_["train_loss"].append(float(np.mean(running)))
-            if not validate:
-                self.best_epoch_ = epoch + 1
-                continue
-            assert val_references is not None
-            self.history_["val_loss"].append(self._mean_loss(val_reduced, val_rows, val_ids))
-            val_cider = self._greedy_cider(val_reduced, val_references)
-            self.history_["val_cider"].append(val_cider)
-            if val_cider > best_score:
-                best_score, self.best_epoch_ = val_cider, epoch + 1
-                best_state = {k: v.detach().clone() for k, v in self.decoder_.state_dict().items()}
-            elif epoch + 1 - self.best_epoch_ >= self.patience:
-                break
-        if best_state is not None:
-            self.decoder_.load_state_dict(best_state)
+        val = None
+        if val_features is not None and val_references:
+            val = (self._reduce(val_features), val_references)
+        per_seed = self.epochs + self.scst_epochs * self.snapshots
+        stages = self.seeds * per_seed
+        members = []
+        for seed in range(self.seeds):
+            torch.manual_seed(self.random_state + seed)
+            decoder = self._member(int(features.shape[-1]))
+            decoder.load_state_dict(pca, strict=False)
+            done = seed * per_seed
+
+            def stage_report(f: float, detail: str, done: int = done) -> None:
+                if report is not None:
+                    report((done + f) / stages, detail)
+
+            states, history = self._train(decoder, reduced, references, val,
+                                          np.random.default_rng(self.random_state + seed),
+                                          stage_report)
+            if seed == 0:
+                self.history_, self.best_epoch_ = history, int(history["best_epoch"][0])
+            for k, state in enumerate(states):
+                decoder.load_state_dict(state)
+                if self.scst_epochs:
+                    self._self_critical(decoder, reduced, references,
+                                        np.random.default_rng(self.random_state + seed),
+                                        stage_report, self.epochs + k * self.scst_epochs)
+                decoder.eval()
+                members.append({k: v.detach().clone() for k, v in decoder.state_dict().items()})
+        self._build(int(features.shape[-1]), len(members))
+        for member, state in zip(self.decoder_.members, members, strict=True):
+            member.load_state_dict(state)
         self.decoder_.eval()
         return self
 
-    def _greedy_cider(self, reduced: np.ndarray,
+    def _train(self, decoder: Any, reduced: np.ndarray,
+               references: Sequence[Sequence[Sequence[str]]],
+               val: tuple[np.ndarray, Sequence[Sequence[Sequence[str]]]] | None,
+               rng: np.random.Generator, report: Report
+               ) -> tuple[list[dict[str, Any]], dict[str, list[float]]]:
+        """Teacher forcing; the states of the ``snapshots`` best validation epochs (or the
+        last one without validation data) and the history."""
+        import torch
+
+        rows, ids = self._pairs(references)
+        if val is not None:
+            val_rows, val_ids = self._pairs(val[1])
+        optimiser = torch.optim.Adam(decoder.parameters(), lr=self.learning_rate)
+        n_batches = max(1, math.ceil(len(ids) / self.batch_size))
+        history: dict[str, list[float]] = {"step": [], "loss": [], "epoch": [],
+                                           "train_loss": [], "val_loss": [], "val_cider": [],
+                                           "best_epoch": [0.0]}
+        kept: list[tuple[float, int, dict[str, Any]]] = []  # (val CIDEr, epoch, state)
+        for epoch in range(self.epochs):
+            decoder.train()
+            order = rng.permutation(len(ids))
+            running: list[float] = []
+            for b in range(n_batches):
+                loss = self._batch_loss(decoder, reduced, rows, ids,
+                                        order[b * self.batch_size: (b + 1) * self.batch_size])
+                optimiser.zero_grad()
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(decoder.parameters(), 5.0)
+                optimiser.step()
+                running.append(loss.item())
+                history["step"].append(epoch + (b + 1) / n_batches)
+                history["loss"].append(running[-1])
+                if b % 10 == 0 or b == n_batches - 1:
+                    report(epoch + (b + 1) / n_batches,
+                           f"epoch {epoch + 1}/{self.epochs}, loss {np.mean(running[-10:]):.3f}")
+            history["epoch"].append(epoch + 1)
+            history["train_loss"].append(float(np.mean(running)))
+            if val is None:
+                history["best_epoch"] = [float(epoch + 1)]
+                continue
+            history["val_loss"].append(self._mean_loss(decoder, val[0], val_rows, val_ids))
+            score = self._greedy_cider(decoder, *val)
+            history["val_cider"].append(score)
+            if len(kept) < self.snapshots or score > kept[-1][0]:
+                state = {k: v.detach().clone() for k, v in decoder.state_dict().items()}
+                kept = sorted([*kept, (score, epoch + 1, state)], key=lambda item: -item[0])
+                kept = kept[: self.snapshots]
+            history["best_epoch"] = [float(kept[0][1])]
+            if epoch + 1 - kept[0][1] >= self.patience:
+                break
+        if not kept:
+            return [{k: v.detach().clone() for k, v in decoder.state_dict().items()}], history
+        return [state for _, _, state in kept], history
+
+    def _self_critical(self, decoder: Any, reduced: np.ndarray,
+                       references: Sequence[Sequence[Sequence[str]]],
+                       rng: np.random.Generator, report: Report, offset: int) -> None:
+        """Self-critical sequence training: sample ``scst_samples`` captions per image, reward
+        each by its CIDEr-D against that image's references minus the mean of the other
+        samples', and follow the policy gradient."""
+        import torch
+
+        from course_tools.vision.caption.metrics import CiderD
+
+        reward = CiderD(references)
+        optimiser = torch.optim.Adam(decoder.parameters(), lr=self.scst_learning_rate)
+        longest = max(len(words) for refs in references for words in refs)
+        max_len = min(self.max_len, longest + 2)
+        k = self.scst_samples
+        images = max(1, self.batch_size // k)
+        n_batches = max(1, math.ceil(len(reduced) / images))
+        for epoch in range(self.scst_epochs):
+            decoder.train()
+            order = rng.permutation(len(reduced))
+            running: list[float] = []
+            for b in range(n_batches):
+                batch = order[b * images: (b + 1) * images]
+                feats = torch.from_numpy(np.repeat(reduced[batch], k, axis=0))
+                seqs, logp = _sample(decoder, feats, max_len)
+                scores = torch.tensor([reward.score(self.vocab_.decode(seq).split(),
+                                                    int(batch[j // k]))
+                                       for j, seq in enumerate(seqs)]).view(-1, k)
+                baseline = (scores.sum(dim=1, keepdim=True) - scores) / max(1, k - 1)
+                loss = -((scores - baseline).flatten() * logp).mean()
+                optimiser.zero_grad()
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(decoder.parameters(), 5.0)
+                optimiser.step()
+                running.append(float(scores.mean()))
+                if b % 10 == 0 or b == n_batches - 1:
+                    report(offset + epoch + (b + 1) / n_batches,
+                           f"self-critical epoch {epoch + 1}/{self.scst_epochs}, "
+                           f"CIDEr-D {np.mean(running[-10:]):.2f}")
+
+    def _greedy_cider(self, decoder: Any, reduced: np.ndarray,
                       references: Sequence[Sequence[Sequence[str]]]) -> float:
         """CIDEr-D of greedy captions: what selects the epoch (captions, not word loss, are
         what the model is for)."""
         from course_tools.vision.caption.metrics import caption_scores
 
-        captions = [self.vocab_.decode(ids) for ids in self.greedy_ids(reduced)]
+        captions = [self.vocab_.decode(ids) for ids in self.greedy_ids(reduced, decoder)]
         joined = [[" ".join(words) for words in refs] for refs in references]
         return caption_scores(captions, joined)["cider"]
 
     # --- decoding ---------------------------------------------------------------------
 
-    def greedy_ids(self, reduced: np.ndarray) -> list[list[int]]:
-        """Greedy captions of many images at once, from :meth:`_reduce`-d features."""
+    def greedy_ids(self, reduced: np.ndarray, decoder: Any = None) -> list[list[int]]:
+        """Greedy captions of many images at once, from :meth:`_reduce`-d features (by the
+        whole ensemble, or by one ``decoder``)."""
         import torch
 
-        self.decoder_.eval()
+        decoder = self.decoder_ if decoder is None else decoder
+        decoder.eval()
         out: list[list[int]] = []
         with torch.no_grad():
             for start in range(0, len(reduced), 256):
-                state = self.decoder_.start(torch.from_numpy(reduced[start: start + 256]))
+                state = decoder.start(torch.from_numpy(reduced[start: start + 256]))
                 rows = state[0].shape[0]
                 tokens = torch.full((rows,), BOS, dtype=torch.long)
                 done = torch.zeros(rows, dtype=torch.bool)
                 seqs: list[list[int]] = [[] for _ in range(rows)]
                 for t in range(self.max_len):
-                    logits, state = self.decoder_.step(tokens, state)
+                    logits, state = decoder.step(tokens, state)
                     logits[:, [PAD, BOS, UNK]] = -math.inf
                     if t == 0:
                         logits[:, EOS] = -math.inf
@@ -378,14 +515,9 @@ class Captioner:
 
         decoder = self.decoder_
         decoder.eval()
-
-        def step(tokens: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
-            logits, new_state = decoder.step(tokens, state)
-            return torch.log_softmax(logits, dim=-1), new_state
-
         with torch.no_grad():
             start = decoder.start(torch.from_numpy(self._reduce(features[None])))
-            return beam_search(step, start, beam, self.max_len, self.length_penalty)
+            return beam_search(decoder.step, start, beam, self.max_len, self.length_penalty)
 
     def predict(self, features: np.ndarray, beam: int = 3,
                 report: Report | None = None) -> list[str]:
@@ -397,17 +529,6 @@ class Captioner:
                 report(i / len(features), f"captioning {i}/{len(features)}")
         return captions
 
-    def sequence_logp(self, features: np.ndarray, ids: Sequence[int]) -> float:
-        """Log-probability of one caption (ids without ``<bos>``/``<eos>``) given an image."""
-        import torch
-
-        full = [BOS, *ids, EOS]
-        with torch.no_grad():
-            logits = self.decoder_(torch.from_numpy(self._reduce(features[None])),
-                                   torch.tensor([full[:-1]]))
-            logp = torch.log_softmax(logits[0], dim=-1)
-        return float(sum(logp[t, full[t + 1]] for t in range(len(full) - 1)))
-
     # --- persistence ------------------------------------------------------------------
 
     def config(self) -> dict[str, Any]:
@@ -416,7 +537,10 @@ class Captioner:
                 "learning_rate": self.learning_rate, "dropout": self.dropout,
                 "patience": self.patience, "min_count": self.min_count,
                 "max_len": self.max_len, "length_penalty": self.length_penalty,
-                "random_state": self.random_state}
+                "seeds": self.seeds, "snapshots": self.snapshots,
+                "scst_epochs": self.scst_epochs,
+                "scst_learning_rate": self.scst_learning_rate,
+                "scst_samples": self.scst_samples, "random_state": self.random_state}
 
     def save(self, directory: Path) -> None:
         """``decoder.pt`` (state dict) and ``decoder.json`` (config, vocabulary)."""
@@ -426,7 +550,8 @@ class Captioner:
         torch.save(self.decoder_.state_dict(), directory / ".decoder.pt.tmp")
         (directory / ".decoder.pt.tmp").replace(directory / "decoder.pt")
         meta = {"config": self.config(), "vocabulary": self.vocab_.itos,
-                "feature_dim": self.feature_dim_, "best_epoch": self.best_epoch_}
+                "feature_dim": self.feature_dim_, "best_epoch": self.best_epoch_,
+                "members": len(self.decoder_.members)}
         (directory / ".decoder.json.tmp").write_text(json.dumps(meta), encoding="utf-8")
         (directory / ".decoder.json.tmp").replace(directory / "decoder.json")
 
@@ -438,8 +563,36 @@ class Captioner:
         model = cls(**meta["config"])
         model.vocab_ = Vocabulary(meta["vocabulary"])
         model.best_epoch_ = int(meta["best_epoch"])
-        model._build(int(meta["feature_dim"]))
+        model._build(int(meta["feature_dim"]), int(meta.get("members", 1)))
         state = torch.load(directory / "decoder.pt", map_location="cpu", weights_only=True)
+        if "members" not in meta:  # saved before ensembles: one bare decoder
+            state = {f"members.0.{k}": v for k, v in state.items()}
         model.decoder_.load_state_dict(state)
         model.decoder_.eval()
         return model
+
+
+def _sample(decoder: Any, features: torch.Tensor, max_len: int
+            ) -> tuple[list[list[int]], torch.Tensor]:
+    """One sampled caption per row of ``features`` and its log-probability (with gradient)."""
+    import torch
+
+    state = decoder.start(features)
+    rows = features.shape[0]
+    tokens = torch.full((rows,), BOS, dtype=torch.long)
+    alive = torch.ones(rows, dtype=torch.bool)
+    total = torch.zeros(rows)
+    seqs: list[list[int]] = [[] for _ in range(rows)]
+    for t in range(max_len):
+        logits, state = decoder.step(tokens, state)
+        banned = [PAD, BOS, UNK] + ([EOS] if t == 0 else [])
+        logits = logits.index_fill(1, torch.tensor(banned), -math.inf)
+        logp = torch.log_softmax(logits, dim=-1)
+        tokens = torch.multinomial(logp.detach().exp(), 1).squeeze(1)
+        total = total + logp.gather(1, tokens[:, None]).squeeze(1) * alive
+        alive = alive & (tokens != EOS)
+        for r in torch.nonzero(alive).flatten().tolist():
+            seqs[r].append(int(tokens[r]))
+        if not bool(alive.any()):
+            break
+    return seqs, total

@@ -40,6 +40,8 @@ from course_tools.vision.caption.data import (
 )
 
 DATASETS = ("emoji", "scenes", "coco")
+# chosen on the emoji validation split (docs/benchmarks/vision_caption.md)
+SEEDS, SNAPSHOTS, LENGTH_PENALTY = 1, 1, 1.0
 Dataset = Literal["emoji", "scenes", "coco"]
 ModelChoice = Literal["latest", "emoji", "scenes", "coco"]
 TRAIN_HINT = ("Train one first, e.g. `/train vision.caption dataset=emoji` (a few minutes "
@@ -63,9 +65,17 @@ class TrainParams(ToolParams):
     patience: int = Field(default=6, ge=1, le=300, description="stop after this many epochs "
                           "without a better validation CIDEr")
     min_count: int = Field(default=1, ge=1, le=100, description="rarer words become <unk>")
+    seeds: int = Field(default=SEEDS, ge=1, le=10, description="decoders trained from "
+                       "different seeds; captions come from all of them together")
+    snapshots: int = Field(default=SNAPSHOTS, ge=1, le=10, description="best validation "
+                           "epochs of each decoder kept in the ensemble")
+    scst_epochs: int = Field(default=0, ge=0, le=50, description="epochs of self-critical "
+                             "(CIDEr-D reward) training after teacher forcing")
+    scst_learning_rate: float = Field(default=5e-5, gt=0.0, le=0.01, description="Adam step "
+                                      "size of the self-critical epochs")
     beam: int = Field(default=3, ge=1, le=20, description="beam size for the held-out captions")
-    length_penalty: float = Field(default=0.5, ge=0.0, le=2.0, description="beam ranking: "
-                                  "log-prob / length^this")
+    length_penalty: float = Field(default=LENGTH_PENALTY, ge=0.0, le=2.0,
+                                  description="beam ranking: log-prob / length^this")
     n_scenes: int = Field(default=2000, ge=50, le=20_000, description="scenes to generate "
                           "(dataset=scenes)")
     scene_seed: int = Field(default=0, ge=0, le=2**31 - 1, description="seed of the generated "
@@ -227,7 +237,9 @@ def train_caption(ctx: ToolContext[TrainParams]) -> ToolResult:
     model = Captioner(hidden=p.hidden, embed=p.embed, components=p.components,
                       epochs=p.epochs, batch_size=p.batch_size, learning_rate=p.learning_rate,
                       dropout=p.dropout, patience=p.patience, min_count=p.min_count,
-                      length_penalty=p.length_penalty, random_state=p.seed)
+                      length_penalty=p.length_penalty, seeds=p.seeds, snapshots=p.snapshots,
+                      scst_epochs=p.scst_epochs,
+                      scst_learning_rate=p.scst_learning_rate, random_state=p.seed)
     model.fit(feats[train], _tokens(data, train), feats[val], _tokens(data, val),
               report=lambda f, d: ctx.report(0.45 + 0.4 * f, d))
     train_seconds = time.perf_counter() - started
@@ -249,6 +261,7 @@ def train_caption(ctx: ToolContext[TrainParams]) -> ToolResult:
     (directory / "model.json").write_text(json.dumps(info), encoding="utf-8")
 
     history = model.history_
+    members = len(model.decoder_.members)
     series = {"training batches": (history["step"], history["loss"]),
               "training (epoch mean)": (history["epoch"], history["train_loss"])}
     if history["val_loss"]:
@@ -258,6 +271,7 @@ def train_caption(ctx: ToolContext[TrainParams]) -> ToolResult:
     images = [("loss.png", curve), ("examples.png",
                                     _examples_png(data, test, generated, baseline))]
     metrics.update({"train_seconds": train_seconds, "epochs": float(len(history["epoch"])),
+                    "decoders": float(members),
                     "best_epoch": float(model.best_epoch_),
                     "final_train_loss": history["train_loss"][-1],
                     "first_train_loss": history["loss"][0],
@@ -266,8 +280,9 @@ def train_caption(ctx: ToolContext[TrainParams]) -> ToolResult:
         metrics["best_val_loss"] = min(history["val_loss"])
         metrics["best_val_cider"] = max(history["val_cider"])
     ctx.report(1.0, "done")
-    text = (f"Trained the caption decoder on {data.description}: {len(train)} training "
-            f"images, {len(history['epoch'])} epochs (best validation CIDEr at epoch "
+    ensemble = f" (an ensemble of {members} decoders)" if members > 1 else ""
+    text = (f"Trained the caption decoder{ensemble} on {data.description}: {len(train)} "
+            f"training images, {len(history['epoch'])} epochs (best validation CIDEr at epoch "
             f"{model.best_epoch_}), "
             f"{train_seconds:.0f} s. {_metrics_line(metrics)}. Send a photo with /caption to "
             "try it.")

@@ -32,7 +32,7 @@ from course_tools.vision.caption.data import (
 )
 from course_tools.vision.caption.encoder import encode, imagenet_top
 from course_tools.vision.caption.images import SIZE, prepare_bytes
-from course_tools.vision.caption.metrics import caption_scores, nearest_neighbours
+from course_tools.vision.caption.metrics import CiderD, caption_scores, nearest_neighbours
 from course_tools.vision.caption.model import BOS, EOS, Captioner, beam_search
 from course_tools.vision.caption.tool import (
     CAPTION,
@@ -87,6 +87,24 @@ def test_nearest_neighbours_uses_cosine_similarity() -> None:
     best, sims = nearest_neighbours(train, np.array([[10.0, 0.5], [0.1, 3.0]]))
     assert best.tolist() == [0, 1]
     assert sims[0] == pytest.approx(10 / math.hypot(10, 0.5))
+
+
+def test_cider_d_reward_matches_pycocoevalcap_per_image() -> None:
+    from pycocoevalcap.cider.cider_scorer import CiderScorer
+
+    refs = [["a red circle left of a blue star", "a blue star right of a red circle"],
+            ["the digit seven above a green house"], ["a tree below a purple cross"],
+            ["a red square left of a tree"]]
+    candidates = ["a red circle left of a star", "the digit seven above a house", "zebra",
+                  "a red square left of a red circle"]
+    scorer = CiderScorer(n=4, sigma=6.0)
+    for candidate, image_refs in zip(candidates, refs, strict=True):
+        scorer += (candidate, image_refs)
+    _, expected = scorer.compute_score()
+    reward = CiderD([[r.split() for r in image_refs] for image_refs in refs])
+    got = [reward.score(c.split(), i) for i, c in enumerate(candidates)]
+    assert got == pytest.approx(expected.tolist(), abs=1e-9)
+    assert got[2] == 0.0 and max(got) > 1.0
 
 
 # --- data -------------------------------------------------------------------------------
@@ -226,6 +244,57 @@ def test_beam_search_beats_greedy_on_a_known_chain() -> None:
     assert best == [5, 6]
     assert best_logp == pytest.approx(math.log(0.4 * 0.95 * 1.0), abs=1e-4)
     assert best_logp > greedy_logp
+
+
+def _toy_captions(n: int, seed: int) -> tuple[np.ndarray, list[list[list[str]]]]:
+    """Region features that name one of four captions (a direction plus noise)."""
+    rng = np.random.default_rng(seed)
+    sentences = ["a red circle", "a blue star", "a red star above a tree", "a green house"]
+    labels = rng.integers(len(sentences), size=n)
+    centres = np.random.default_rng(99).normal(size=(len(sentences), 2, 24))
+    features = centres[labels] + 0.3 * rng.normal(size=(n, 2, 24))
+    return features.astype(np.float32), [[sentences[k].split()] for k in labels]
+
+
+def test_ensemble_of_seeds_and_snapshots_captions_saves_and_loads(tmp_path: Path) -> None:
+    feats, refs = _toy_captions(96, seed=0)
+    val_feats, val_refs = _toy_captions(24, seed=1)
+    model = Captioner(hidden=32, embed=16, components=8, epochs=12, batch_size=16,
+                      learning_rate=1e-2, dropout=0.1, patience=12, min_count=1, seeds=2,
+                      snapshots=2, scst_epochs=1,
+                      scst_learning_rate=1e-4, scst_samples=3)
+    model.fit(feats, refs, val_feats, val_refs)
+    assert len(model.decoder_.members) == 4  # two seeds, two best epochs of each
+    assert 1 <= model.best_epoch_ <= 12 and len(model.history_["val_cider"]) == 12
+    captions = model.predict(val_feats, beam=2)
+    right = sum(c == " ".join(r[0]) for c, r in zip(captions, val_refs, strict=True))
+    assert right >= 0.9 * len(val_refs)
+    # one ensemble step is a distribution over the vocabulary
+    state = model.decoder_.start(torch.from_numpy(model._reduce(val_feats[:3])))
+    logp, _ = model.decoder_.step(torch.full((3,), BOS, dtype=torch.long), state)
+    assert torch.logsumexp(logp, dim=1).tolist() == pytest.approx([0.0] * 3, abs=1e-5)
+
+    model.save(tmp_path / "ensemble")
+    loaded = Captioner.load(tmp_path / "ensemble")
+    assert loaded.predict(val_feats, beam=2) == captions
+    assert loaded.config() == model.config()
+
+
+def test_a_model_saved_before_ensembles_still_loads(tmp_path: Path) -> None:
+    feats, refs = _toy_captions(48, seed=2)
+    model = Captioner(hidden=16, embed=8, components=4, epochs=3, batch_size=16, min_count=1)
+    model.fit(feats, refs)
+    model.save(tmp_path)
+    # the earlier format: one bare decoder's state dict, no member count
+    state = torch.load(tmp_path / "decoder.pt", weights_only=True)
+    torch.save({k.removeprefix("members.0."): v for k, v in state.items()},
+               tmp_path / "decoder.pt")
+    meta = json.loads((tmp_path / "decoder.json").read_text(encoding="utf-8"))
+    del meta["members"]
+    for key in ("seeds", "snapshots", "scst_epochs", "scst_learning_rate", "scst_samples"):
+        del meta["config"][key]
+    (tmp_path / "decoder.json").write_text(json.dumps(meta), encoding="utf-8")
+    assert Captioner.load(tmp_path).predict(feats[:5]) == model.predict(feats[:5])
 
 
 # --- images -----------------------------------------------------------------------------
