@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, func, select
+from sqlalchemy import text as sql_text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
@@ -61,6 +63,7 @@ class Store:
         self._serial: AbstractContextManager[Any] = (
             threading.RLock() if isinstance(self.engine.pool, StaticPool) else nullcontext()
         )
+        self._collecting = threading.local()
         if create:
             self.migrate()
 
@@ -85,8 +88,33 @@ class Store:
         """Append events in one transaction, touching their user and chat; returns their ids.
 
         The rows are committed (and, for SQLite, fsynced) before this returns. Text the
-        databases cannot hold (NUL, lone surrogates) is replaced by U+FFFD first.
+        databases cannot hold (NUL, lone surrogates) is replaced by U+FFFD first. Inside
+        :meth:`collecting_events` on this thread, the events are held back instead (and the
+        returned list is empty).
         """
+        held = getattr(self._collecting, "events", None)
+        if held is not None:
+            held.extend(events)
+            return []
+        with self.session() as session:
+            self.add_events(session, events)
+            return [item.id for item in events]
+
+    @contextmanager
+    def collecting_events(self) -> Iterator[list[Event]]:
+        """Hold back :meth:`append_events` calls made on this thread and collect their events,
+        so that the caller commits them with its own rows (:meth:`add_events`) in one
+        transaction: a Telegram update's log entries together with its replies."""
+        previous = getattr(self._collecting, "events", None)
+        collected: list[Event] = []
+        self._collecting.events = collected
+        try:
+            yield collected
+        finally:
+            self._collecting.events = previous
+
+    def add_events(self, session: Session, events: Sequence[Event]) -> None:
+        """Add events to ``session`` (flushed, so they have ids), touching users and chats."""
         now = utcnow()
         users: dict[str, str | None] = {}
         chats: dict[str, str] = {}
@@ -101,19 +129,17 @@ class Store:
                 username = (item.data or {}).get("username")
                 users[item.user_id] = username or users.get(item.user_id)
             chats.setdefault(item.chat_id, item.channel)
-        with self.session() as session:
-            # Sorted, so that two concurrent transactions lock rows in the same order.
-            for user_id in sorted(users):
-                self._touch_user(session, user_id, users[user_id], now)
-            for chat_id in sorted(chats):
-                self._touch_chat(session, chat_id, chats[chat_id], now)
-            session.add_all(events)
-            session.flush()
-            return [item.id for item in events]
+        # Sorted, so that two concurrent transactions lock rows in the same order.
+        for user_id in sorted(users):
+            self._touch_user(session, user_id, users[user_id], now)
+        for chat_id in sorted(chats):
+            self._touch_chat(session, chat_id, chats[chat_id], now)
+        session.add_all(events)
+        session.flush()
 
     def _touch_user(self, session: Session, user_id: str, username: str | None,
                     now: datetime) -> None:
-        upsert = _upsert_for(session)
+        upsert = dialect_insert(session)
         if upsert is None:
             user = session.get(User, user_id)
             if user is None:
@@ -131,7 +157,7 @@ class Store:
         session.execute(stmt)
 
     def _touch_chat(self, session: Session, chat_id: str, channel: str, now: datetime) -> None:
-        upsert = _upsert_for(session)
+        upsert = dialect_insert(session)
         if upsert is None:
             chat = session.get(Chat, chat_id)
             if chat is None:
@@ -171,11 +197,18 @@ class Store:
         with self.session() as session:
             return list(session.scalars(select(Event).where(Event.timestamp >= since)).all())
 
+    def ping(self) -> float:
+        """One round trip to the database (``SELECT 1``); returns its seconds, or raises."""
+        started = time.perf_counter()
+        with self.session() as session:
+            session.execute(sql_text("SELECT 1"))
+        return time.perf_counter() - started
+
     def dispose(self) -> None:
         self.engine.dispose()
 
 
-def _upsert_for(session: Session) -> Any:
+def dialect_insert(session: Session) -> Any:
     """The dialect's ``insert`` with ``on_conflict_do_update``, or None where there is none."""
     name = session.get_bind().dialect.name
     if name == "sqlite":

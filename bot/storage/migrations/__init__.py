@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 #: The newest revision in ``versions/``. Checked against Alembic's own view in the tests, and
 #: compared with the database's ``alembic_version`` so an up-to-date start never imports Alembic.
-HEAD_REVISION = "0002"
+HEAD_REVISION = "0003"
 SCRIPT_LOCATION = Path(__file__).resolve().parent
 VERSION_TABLE = "alembic_version"
 #: Tables of the first revision; a database holding all of them but no version table was made
