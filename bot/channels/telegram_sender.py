@@ -1,0 +1,299 @@
+"""Delivering the outbox: each chat's messages in order, chats in parallel, within Telegram's
+rate limit. A transient failure (5xx, network, flood wait) waits out a back-off shared by every
+chat and is tried again, for as long as it takes; a message is marked sent only once Telegram
+has answered, and a slow answer is awaited (``read_timeout``), not sent again."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from telegram import Bot, InputFile
+from telegram.error import (
+    BadRequest,
+    ChatMigrated,
+    Forbidden,
+    RetryAfter,
+    TelegramError,
+    TimedOut,
+)
+
+from bot.storage.delivery import DeliveryStore, Outgoing
+
+log = logging.getLogger(__name__)
+
+#: Runs a blocking store call off the event loop: ``await db(fn, *args)``.
+DbCall = Callable[..., Awaitable[Any]]
+MEDIA_KINDS = {"photo": "photo", "animation": "animation", "document": "document"}
+
+
+def retry_after_seconds(exc: RetryAfter) -> float:
+    wait = exc.retry_after
+    return wait.total_seconds() if isinstance(wait, dt.timedelta) else float(wait)
+
+
+class Backoff:
+    """The wait after transient failures, shared by everyone calling one API.
+
+    The first failure after the last wait doubles it (from ``base`` up to ``cap``); failures of
+    calls that were already in flight do not. Every caller waits it out before its next call,
+    so an outage costs a few probes per wait instead of a flood, and the first success ends it.
+    """
+
+    def __init__(self, base: float = 0.5, cap: float = 5.0) -> None:
+        self.base, self.cap = base, max(cap, base)
+        self._delay = 0.0
+        self._until = 0.0
+        #: ``time.monotonic()`` of the first failure of the current outage, or None.
+        self.failing_since: float | None = None
+
+    def remaining(self) -> float:
+        return max(0.0, self._until - time.monotonic())
+
+    async def wait(self) -> None:
+        while (left := self.remaining()) > 0:
+            await asyncio.sleep(left)
+
+    def failed(self, retry_after: float | None = None) -> bool:
+        """Note a failure; True when it began a new wait (the others were in flight)."""
+        now = time.monotonic()
+        if self.failing_since is None:
+            self.failing_since = now
+        if retry_after is not None:  # a flood wait: exactly as long as Telegram asks
+            self._until = max(self._until, now + retry_after)
+            return True
+        if now < self._until:
+            return False
+        self._delay = min(self.cap, self._delay * 2 if self._delay else self.base)
+        self._until = now + self._delay
+        return True
+
+    def succeeded(self) -> float | None:
+        """Note a success; returns how long the outage it ends lasted (None: there was none)."""
+        if self.failing_since is None:
+            return None
+        lasted = time.monotonic() - self.failing_since
+        self.failing_since, self._delay, self._until = None, 0.0, 0.0
+        return lasted
+
+
+class RateLimit:
+    """At most ``rate`` calls a second, evenly spaced (Telegram allows a bot about 30)."""
+
+    def __init__(self, rate: float) -> None:
+        self.interval = 1.0 / rate
+        self._next = 0.0
+
+    async def acquire(self) -> None:
+        now = time.monotonic()
+        at = max(now, self._next)
+        self._next = at + self.interval
+        if at > now:
+            await asyncio.sleep(at - now)
+
+
+class Sender:
+    """Sends this process's outbox: one task per chat with pending messages."""
+
+    def __init__(
+        self,
+        bot: Bot,
+        delivery: DeliveryStore,
+        db: DbCall,
+        *,
+        concurrency: int = 16,
+        per_second: float = 30.0,
+        max_delay: float = 5.0,
+        send_timeout: float = 60.0,
+        on_sent: Callable[[Outgoing, int | None], None] | None = None,
+    ) -> None:
+        self.bot = bot
+        self.delivery = delivery
+        self.db = db
+        self.send_timeout = send_timeout
+        self.on_sent = on_sent
+        self.backoff = Backoff(cap=max_delay)
+        self.sent = 0
+        self.stopping = False
+        self._rate = RateLimit(per_second)
+        self._slots = asyncio.Semaphore(concurrency)
+        self._wanted: set[int] = set()
+        self._tasks: dict[int, asyncio.Task[None]] = {}
+
+    @property
+    def busy_chats(self) -> int:
+        """Chats whose messages are being sent now."""
+        return len(self._tasks)
+
+    def wake(self, chat_id: int) -> None:
+        """There are (new) messages for ``chat_id``: make sure a task sends them."""
+        if self.stopping:
+            return
+        self._wanted.add(chat_id)
+        if chat_id not in self._tasks:
+            self._tasks[chat_id] = asyncio.create_task(self._drain(chat_id),
+                                                       name=f"amlbot-send-{chat_id}")
+
+    async def sweep(self) -> None:
+        """Wake every chat with pending messages (at start, and now and then)."""
+        for chat_id in await self.db(self.delivery.pending_chats):
+            self.wake(chat_id)
+
+    async def stop(self, grace: float) -> None:
+        """Let the messages being sent finish (up to ``grace`` s), then stop; the rest stays
+        in the outbox for the next start."""
+        self.stopping = True
+        tasks = list(self._tasks.values())
+        if tasks:
+            _done, pending = await asyncio.wait(tasks, timeout=grace)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    async def try_once(self, request: Callable[[], Awaitable[object]]) -> bool:
+        """Make one cosmetic call (a live progress edit) unless the API is failing now."""
+        if self.stopping or self.backoff.remaining() > 0:
+            return False
+        await self._rate.acquire()
+        async with self._slots:
+            await request()
+        return True
+
+    # --- one chat ------------------------------------------------------------------------
+
+    async def _drain(self, chat_id: int) -> None:
+        try:
+            while chat_id in self._wanted and not self.stopping:
+                self._wanted.discard(chat_id)
+                while not self.stopping:
+                    try:
+                        rows = await self.db(self.delivery.next_messages, chat_id, 20)
+                    except Exception as exc:  # noqa: BLE001 - the database is down: wait for it
+                        log.error("could not read the replies to chat %s from the database "
+                                  "(%s); trying again", chat_id, _first_line(exc))
+                        await asyncio.sleep(self.backoff.cap)
+                        continue
+                    if not rows:
+                        break
+                    for row in rows:
+                        if self.stopping:
+                            return
+                        if not await self._deliver(row):
+                            self._wanted.discard(chat_id)
+                            return
+        finally:
+            self._tasks.pop(chat_id, None)
+
+    async def _deliver(self, row: Outgoing) -> bool:
+        """Send one message until it is sent or refused; False when the chat is closed to us."""
+        while True:
+            await self.backoff.wait()
+            if self.stopping:
+                return True
+            await self._rate.acquire()
+            try:
+                async with self._slots:
+                    message_id = await self._send(row)
+            except RetryAfter as exc:
+                wait = retry_after_seconds(exc)
+                self.backoff.failed(wait)
+                log.info("flood wait from Telegram: sending again in %.1f s", wait)
+                await self._note(row, f"flood wait {wait:g} s")
+                continue
+            except Forbidden as exc:
+                log.info("chat %s blocked the bot; dropping its replies", row.chat_id)
+                await self._record(self.delivery.fail_chat, row.chat_id, f"forbidden: {exc}")
+                return False
+            except (BadRequest, ChatMigrated) as exc:
+                log.warning("Telegram refused a %s message to chat %s: %s", row.kind,
+                            row.chat_id, exc)
+                await self._record(self.delivery.mark_failed, row.id, f"refused: {exc}")
+                return True
+            except (TelegramError, OSError) as exc:  # 5xx, network, timeouts, a revoked token
+                self._transient(row, exc)
+                await self._note(row, _first_line(exc))
+                continue
+            lasted = self.backoff.succeeded()
+            if lasted is not None:
+                log.warning("the Bot API answers again after %.1f s; sending the replies that "
+                            "waited", lasted)
+            await self._record(self.delivery.mark_sent, row.id, message_id)
+            self.sent += 1
+            if self.on_sent is not None:
+                self.on_sent(row, message_id)
+            return True
+
+    def _transient(self, row: Outgoing, exc: Exception) -> None:
+        first = self.backoff.failing_since is None
+        self.backoff.failed()
+        if isinstance(exc, TimedOut):
+            # Telegram may have sent it: only now, after waiting send_timeout, try again.
+            log.warning("no answer to a %s message to chat %s within %.0f s; sending it again "
+                        "(it may arrive twice)", row.kind, row.chat_id, self.send_timeout)
+        elif first:
+            log.warning("the Bot API is failing (%s); replies wait in the outbox and are tried "
+                        "again, at least every %.1f s", _first_line(exc), self.backoff.cap)
+        else:
+            log.debug("Bot API call failed again (%s)", _first_line(exc))
+
+    async def _send(self, row: Outgoing) -> int | None:
+        """One Bot API call for ``row``; the Telegram id of the message it made or edited."""
+        if row.kind in ("text", "progress"):
+            return (await self.bot.send_message(row.chat_id, row.text)).message_id
+        if row.kind == "edit":
+            return await self._edit_or_send(row)
+        field = MEDIA_KINDS.get(row.kind)
+        if field is None:
+            raise BadRequest(f"unknown outbox message kind {row.kind!r}")
+        upload = InputFile(row.data or b"", filename=row.filename or "file")
+        method = {"photo": self.bot.send_photo, "animation": self.bot.send_animation,
+                  "document": self.bot.send_document}[row.kind]
+        message = await method(row.chat_id, upload, caption=row.text or None)  # type: ignore[operator]
+        return int(message.message_id)
+
+    async def _edit_or_send(self, row: Outgoing) -> int:
+        """Edit the message showing ``row.progress_id``, or send the text when it is unknown
+        (or can no longer be edited)."""
+        known = None
+        if row.progress_id:
+            known = await self.db(self.delivery.progress_message, row.progress_id)
+        if known is not None and known[0] == row.chat_id:
+            try:
+                await self.bot.edit_message_text(row.text, chat_id=row.chat_id,
+                                                 message_id=known[1])
+                return known[1]
+            except BadRequest as exc:
+                if "not modified" in exc.message.lower():
+                    return known[1]
+                log.info("could not edit progress message %s (%s); sending the text instead",
+                         row.progress_id, exc.message)
+        return (await self.bot.send_message(row.chat_id, row.text)).message_id
+
+    async def _note(self, row: Outgoing, error: str) -> None:
+        try:
+            await self.db(self.delivery.note_attempt, row.id, error)
+        except Exception:  # noqa: BLE001 - a count of attempts is not worth waiting for
+            log.debug("could not count a failed attempt", exc_info=True)
+
+    async def _record(self, write: Callable[..., object], *args: object) -> None:
+        """A write that must happen (a message was sent): retried until the database takes it,
+        so that a sent message is never sent again."""
+        delay = 0.5
+        while True:
+            try:
+                await self.db(write, *args)
+                return
+            except Exception as exc:  # noqa: BLE001 - the database is down: wait for it
+                log.error("could not record a delivery in the database (%s); trying again in "
+                          "%.1f s", _first_line(exc), delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:300]}" if text else type(exc).__name__
