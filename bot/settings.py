@@ -51,7 +51,9 @@ class Settings(BaseSettings):
                     "tried again may arrive twice, so this is long).",
     )
     telegram_send_concurrency: int = Field(
-        default=16, ge=1, le=256, description="Bot API sends in flight at once."
+        default=8, ge=1, le=256,
+        description="Bot API sends in flight at once (a crash leaves at most this many "
+                    "uncertain: see telegram_resend_uncertain).",
     )
     telegram_sends_per_second: float = Field(
         default=30.0, gt=0.0, le=1000.0,
@@ -69,6 +71,11 @@ class Settings(BaseSettings):
     telegram_heartbeat_interval: float = Field(
         default=5.0, ge=0.5, le=300.0,
         description="Seconds between two heartbeats of a running bot (read by amlbot health).",
+    )
+    telegram_resend_uncertain: bool = Field(
+        default=False,
+        description="Send again the messages a killed bot was sending (they may arrive twice) "
+                    "instead of recording them as uncertain (they may be missing).",
     )
     telegram_owner_stale_after: float = Field(
         default=60.0, ge=5.0,

@@ -247,6 +247,7 @@ class TelegramChannel:
             thread_name_prefix="amlbot-telegram",
         )
         self._db_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="amlbot-db")
+        self._send_db_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="amlbot-sent")
         self._handling: asyncio.Semaphore | None = None
         self._queued: set[int] = set()
         self._recent: OrderedDict[int, None] = OrderedDict()
@@ -316,6 +317,11 @@ class TelegramChannel:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._db_pool, functools.partial(call, *args))
 
+    async def db_send(self, call: Callable[..., T], *args: Any) -> T:
+        """Run a delivery record on the sender's own database thread."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._send_db_pool, functools.partial(call, *args))
+
     async def _run(self, receive: Callable[[], Coroutine[Any, Any, None]]) -> None:
         self._loop = asyncio.get_running_loop()
         self._handling = asyncio.Semaphore(self.settings.telegram_max_concurrent_updates)
@@ -332,7 +338,7 @@ class TelegramChannel:
             per_second=self.settings.telegram_sends_per_second,
             max_delay=self.settings.telegram_retry_max_delay,
             send_timeout=self.settings.telegram_send_timeout,
-            on_sent=self._on_sent,
+            on_sent=self._on_sent, db_send=self.db_send,
         )
         tasks: list[asyncio.Task[Any]] = []
         try:
@@ -404,6 +410,7 @@ class TelegramChannel:
                 await self._bot.shutdown()
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._db_pool.shutdown(wait=False, cancel_futures=True)
+        self._send_db_pool.shutdown(wait=False, cancel_futures=True)
 
     async def _set_menu(self) -> None:
         commands = [
@@ -457,10 +464,17 @@ class TelegramChannel:
             stale_after=self.settings.telegram_owner_stale_after)]
         if not dead:
             return
-        updates, messages = await self.db(self.delivery.adopt, dead)
-        if updates or messages:
+        adopted = await self.db(functools.partial(
+            self.delivery.adopt, dead,
+            resend_uncertain=self.settings.telegram_resend_uncertain))
+        if adopted.updates or adopted.messages:
             log.warning("took over %d unanswered update(s) and %d unsent message(s) left by "
-                        "a stopped bot process", updates, messages)
+                        "a stopped bot process", adopted.updates, adopted.messages)
+        if adopted.uncertain:
+            log.warning("%d message(s) were being sent when a bot process stopped; Telegram "
+                        "may or may not have them, so they are not sent again (outbox ids %s; "
+                        "AMLBOT_TELEGRAM_RESEND_UNCERTAIN=true sends them again)",
+                        len(adopted.uncertain), ", ".join(map(str, adopted.uncertain[:20])))
 
     async def _resume(self) -> None:
         """Queue stored updates this process owns but is not handling, and wake the sender

@@ -10,7 +10,7 @@ import datetime as dt
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from telegram import Bot, InputFile
 from telegram.error import (
@@ -25,6 +25,8 @@ from telegram.error import (
 from bot.storage.delivery import DeliveryStore, Outgoing
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 #: Runs a blocking store call off the event loop: ``await db(fn, *args)``.
 DbCall = Callable[..., Awaitable[Any]]
@@ -110,10 +112,14 @@ class Sender:
         max_delay: float = 5.0,
         send_timeout: float = 60.0,
         on_sent: Callable[[Outgoing, int | None], None] | None = None,
+        db_send: DbCall | None = None,
     ) -> None:
         self.bot = bot
         self.delivery = delivery
         self.db = db
+        #: Where the delivery records go: best a thread of their own, so that they never
+        #: queue behind other work (the longer they wait, the more a crash leaves uncertain).
+        self.db_send = db_send or db
         self.send_timeout = send_timeout
         self.on_sent = on_sent
         self.backoff = Backoff(cap=max_delay)
@@ -189,39 +195,47 @@ class Sender:
             self._tasks.pop(chat_id, None)
 
     async def _deliver(self, row: Outgoing) -> bool:
-        """Send one message until it is sent or refused; False when the chat is closed to us."""
+        """Send one message until it is sent or refused; False when the chat is closed to us.
+
+        The try is recorded (``sending``) before the request and its outcome right after the
+        answer, holding a send slot all along: a crash leaves at most ``concurrency``
+        messages whose fate is unknown.
+        """
         while True:
             await self.backoff.wait()
             if self.stopping:
                 return True
             await self._rate.acquire()
-            try:
-                async with self._slots:
+            async with self._slots:
+                if not await self._record(self.delivery.mark_sending, row.id):
+                    return True  # another process took it over
+                try:
                     message_id = await self._send(row)
-            except RetryAfter as exc:
-                wait = retry_after_seconds(exc)
-                self.backoff.failed(wait)
-                log.info("flood wait from Telegram: sending again in %.1f s", wait)
-                await self._note(row, f"flood wait {wait:g} s")
-                continue
-            except Forbidden as exc:
-                log.info("chat %s blocked the bot; dropping its replies", row.chat_id)
-                await self._record(self.delivery.fail_chat, row.chat_id, f"forbidden: {exc}")
-                return False
-            except (BadRequest, ChatMigrated) as exc:
-                log.warning("Telegram refused a %s message to chat %s: %s", row.kind,
-                            row.chat_id, exc)
-                await self._record(self.delivery.mark_failed, row.id, f"refused: {exc}")
-                return True
-            except (TelegramError, OSError) as exc:  # 5xx, network, timeouts, a revoked token
-                self._transient(row, exc)
-                await self._note(row, _first_line(exc))
-                continue
+                except RetryAfter as exc:
+                    wait = retry_after_seconds(exc)
+                    self.backoff.failed(wait)
+                    log.info("flood wait from Telegram: sending again in %.1f s", wait)
+                    await self._record(self.delivery.note_attempt, row.id,
+                                       f"flood wait {wait:g} s")
+                    continue
+                except Forbidden as exc:
+                    log.info("chat %s blocked the bot; dropping its replies", row.chat_id)
+                    await self._record(self.delivery.fail_chat, row.chat_id, f"forbidden: {exc}")
+                    return False
+                except (BadRequest, ChatMigrated) as exc:
+                    log.warning("Telegram refused a %s message to chat %s: %s", row.kind,
+                                row.chat_id, exc)
+                    await self._record(self.delivery.mark_failed, row.id, f"refused: {exc}")
+                    return True
+                except (TelegramError, OSError) as exc:  # 5xx, network, timeouts, a dead token
+                    self._transient(row, exc)
+                    await self._record(self.delivery.note_attempt, row.id, _first_line(exc))
+                    continue
+                await self._record(self.delivery.mark_sent, row.id, message_id)
             lasted = self.backoff.succeeded()
             if lasted is not None:
                 log.warning("the Bot API answers again after %.1f s; sending the replies that "
                             "waited", lasted)
-            await self._record(self.delivery.mark_sent, row.id, message_id)
             self.sent += 1
             if self.on_sent is not None:
                 self.on_sent(row, message_id)
@@ -273,20 +287,13 @@ class Sender:
                          row.progress_id, exc.message)
         return (await self.bot.send_message(row.chat_id, row.text)).message_id
 
-    async def _note(self, row: Outgoing, error: str) -> None:
-        try:
-            await self.db(self.delivery.note_attempt, row.id, error)
-        except Exception:  # noqa: BLE001 - a count of attempts is not worth waiting for
-            log.debug("could not count a failed attempt", exc_info=True)
-
-    async def _record(self, write: Callable[..., object], *args: object) -> None:
-        """A write that must happen (a message was sent): retried until the database takes it,
-        so that a sent message is never sent again."""
+    async def _record(self, write: Callable[..., T], *args: object) -> T:
+        """A delivery write that must happen (a message was sent, or was not): retried until
+        the database takes it, on the sender's own database thread."""
         delay = 0.5
         while True:
             try:
-                await self.db(write, *args)
-                return
+                return await self.db_send(write, *args)  # type: ignore[no-any-return]
             except Exception as exc:  # noqa: BLE001 - the database is down: wait for it
                 log.error("could not record a delivery in the database (%s); trying again in "
                           "%.1f s", _first_line(exc), delay)

@@ -26,6 +26,8 @@ from bot.storage.models import (
 )
 from bot.storage.store import Store, clean_db_json, clean_db_text, dialect_insert
 
+#: Outbox states of a message not yet sent (``sending``: a try is in flight).
+UNSENT = ("pending", "sending")
 #: Keys of an update whose value is a message with a ``chat``.
 _MESSAGE_KEYS = ("message", "edited_message", "channel_post", "edited_channel_post",
                  "business_message", "edited_business_message")
@@ -75,6 +77,17 @@ class OutboxStats:
     pending: int
     oldest_pending_at: datetime | None
     failed: int
+    uncertain: int = 0
+
+
+@dataclass(frozen=True)
+class Adopted:
+    """What a live process took over from dead ones."""
+
+    updates: int
+    messages: int
+    #: Messages that were being sent when their process died: not sent again.
+    uncertain: list[int]
 
 
 @dataclass(frozen=True)
@@ -256,7 +269,7 @@ class DeliveryStore:
         """Give up on one message Telegram refuses (logged as an ``undelivered`` event)."""
         with self.store.session() as session:
             row = session.get(OutboxMessage, row_id)
-            if row is None or row.status != "pending":
+            if row is None or row.status not in UNSENT:
                 return
             self._fail(session, row, error)
 
@@ -265,7 +278,7 @@ class DeliveryStore:
         with self.store.session() as session:
             rows = session.scalars(
                 select(OutboxMessage).where(OutboxMessage.chat_id == chat_id,
-                                            OutboxMessage.status == "pending")
+                                            OutboxMessage.status.in_(UNSENT))
             ).all()
             for row in rows:
                 self._fail(session, row, error)
@@ -275,13 +288,27 @@ class DeliveryStore:
         row.status, row.error = "failed", clean_db_text(error)[:2000]
         session.add(_delivery_event(row, "undelivered", utcnow(), error=row.error))
 
+    def mark_sending(self, row_id: int) -> bool:
+        """Record that a message is about to be sent (False: it is not ours to send any more).
+
+        A message left ``sending`` by a process that died may or may not have reached
+        Telegram: see :meth:`adopt`."""
+        with self.store.session() as session:
+            result = session.execute(
+                update(OutboxMessage)
+                .where(OutboxMessage.id == row_id, OutboxMessage.owner == self.owner,
+                       OutboxMessage.status == "pending")
+                .values(status="sending", attempts=OutboxMessage.attempts + 1)
+            )
+            return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
     def note_attempt(self, row_id: int, error: str) -> None:
-        """Count a failed try of a message that will be tried again."""
+        """A try failed and Telegram did not take the message: it is pending again."""
         with self.store.session() as session:
             session.execute(
-                update(OutboxMessage).where(OutboxMessage.id == row_id)
-                .values(attempts=OutboxMessage.attempts + 1,
-                        error=clean_db_text(error)[:2000])
+                update(OutboxMessage)
+                .where(OutboxMessage.id == row_id, OutboxMessage.status == "sending")
+                .values(status="pending", error=clean_db_text(error)[:2000])
             )
 
     def remember_progress(self, progress_id: str, chat_id: int, message_id: int) -> None:
@@ -305,43 +332,68 @@ class DeliveryStore:
             return None if known is None else (int(known.chat_id), int(known.message_id))
 
     def outbox_stats(self) -> OutboxStats:
-        """Pending messages (all processes), the oldest one's time, and failed ones."""
+        """Unsent messages (all processes), the oldest one's time, refused and uncertain ones."""
         with self.store.session() as session:
             pending, oldest = session.execute(
                 select(func.count(OutboxMessage.id), func.min(OutboxMessage.created_at))
-                .where(OutboxMessage.status == "pending")
+                .where(OutboxMessage.status.in_(UNSENT))
             ).one()
-            failed = session.scalar(
-                select(func.count(OutboxMessage.id)).where(OutboxMessage.status == "failed"))
+            ended = dict(session.execute(
+                select(OutboxMessage.status, func.count(OutboxMessage.id))
+                .where(OutboxMessage.status.in_(("failed", "uncertain")))
+                .group_by(OutboxMessage.status)
+            ).tuples().all())
         return OutboxStats(int(pending or 0), aware(oldest) if oldest else None,
-                           int(failed or 0))
+                           int(ended.get("failed", 0)), int(ended.get("uncertain", 0)))
 
     # --- processes -----------------------------------------------------------------------
 
     def owners_with_work(self) -> set[str | None]:
-        """The owners of pending updates and messages (None: rows with no owner)."""
+        """The owners of unfinished updates and messages (None: rows with no owner)."""
         with self.store.session() as session:
             inbox = session.scalars(select(TelegramUpdate.owner).distinct()
                                     .where(TelegramUpdate.status == "pending")).all()
             outbox = session.scalars(select(OutboxMessage.owner).distinct()
-                                     .where(OutboxMessage.status == "pending")).all()
+                                     .where(OutboxMessage.status.in_(UNSENT))).all()
         return set(inbox) | set(outbox)
 
-    def adopt(self, owners: Iterable[str | None]) -> tuple[int, int]:
-        """Take over the pending updates and messages of dead ``owners``; returns how many."""
+    def adopt(self, owners: Iterable[str | None], *, resend_uncertain: bool = False) -> Adopted:
+        """Take over the unfinished updates and messages of dead ``owners``.
+
+        A message they were sending when they died may have reached Telegram or not; it is
+        sent again only with ``resend_uncertain`` (at least once), else marked ``uncertain``
+        and logged as such (at most once).
+        """
+        owners = list(owners)
         named = [owner for owner in owners if owner is not None and owner != self.owner]
         orphaned = None in owners
         if not named and not orphaned:
-            return 0, 0
+            return Adopted(0, 0, [])
         with self.store.session() as session:
-            counts = []
-            for table in (TelegramUpdate, OutboxMessage):
-                whose = or_(table.owner.in_(named), table.owner.is_(None) if orphaned else false())
-                result = session.execute(update(table)
-                                         .where(table.status == "pending", whose)
-                                         .values(owner=self.owner))
-                counts.append(int(result.rowcount))  # type: ignore[attr-defined]
-        return counts[0], counts[1]
+            def theirs(table: type[TelegramUpdate] | type[OutboxMessage]) -> Any:
+                return or_(table.owner.in_(named),
+                           table.owner.is_(None) if orphaned else false())
+
+            updates = session.execute(
+                update(TelegramUpdate).where(TelegramUpdate.status == "pending",
+                                             theirs(TelegramUpdate))
+                .values(owner=self.owner)).rowcount  # type: ignore[attr-defined]
+            in_flight = session.scalars(select(OutboxMessage).where(
+                OutboxMessage.status == "sending", theirs(OutboxMessage))).all()
+            uncertain = []
+            for row in in_flight:
+                row.owner = self.owner
+                if resend_uncertain:
+                    row.status = "pending"
+                else:
+                    row.status = "uncertain"
+                    session.add(_delivery_event(row, "uncertain", utcnow()))
+                    uncertain.append(row.id)
+            messages = session.execute(
+                update(OutboxMessage).where(OutboxMessage.status == "pending",
+                                            theirs(OutboxMessage))
+                .values(owner=self.owner)).rowcount  # type: ignore[attr-defined]
+        return Adopted(int(updates), int(messages) + len(in_flight) - len(uncertain), uncertain)
 
     def beat(self, component: str, data: Mapping[str, Any], started_at: datetime) -> None:
         """Write this process's heartbeat."""

@@ -159,7 +159,9 @@ class OutboxMessage(Base):
     filename: Mapped[str | None] = mapped_column(String(255))
     data: Mapped[bytes | None] = mapped_column(LargeBinary)
     progress_id: Mapped[str | None] = mapped_column(String(64))
-    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending | sent | failed
+    #: pending, sending (a try in flight), sent, failed (Telegram refused it) or uncertain
+    #: (its process died while sending it: it may or may not have arrived).
+    status: Mapped[str] = mapped_column(String(16), default="pending")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
