@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from bot.settings import Settings
 from bot.storage.delivery import Beat, DeliveryStore
 from bot.storage.models import utcnow
 
@@ -27,6 +28,13 @@ class Limits:
     poll_stale_after: float = 40.0
     #: The outbox is unwell when a reply has waited longer.
     outbox_max_age: float = 60.0
+
+
+def limits(settings: Settings) -> Limits:
+    """The limits the settings give."""
+    return Limits(heartbeat_stale_after=settings.health_stale_after,
+                  poll_stale_after=settings.telegram_poll_timeout + 30.0,
+                  outbox_max_age=settings.health_outbox_max_age)
 
 
 @dataclass(frozen=True)

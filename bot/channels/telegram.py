@@ -31,10 +31,18 @@ from typing import Any, TypeVar
 from telegram import Bot, BotCommand, Update
 from telegram import Message as TgMessage
 from telegram.constants import ChatAction
-from telegram.error import BadRequest, Forbidden, InvalidToken, NetworkError, RetryAfter
+from telegram.error import (
+    BadRequest,
+    EndPointNotFound,
+    Forbidden,
+    InvalidToken,
+    NetworkError,
+    RetryAfter,
+    TelegramError,
+)
 from telegram.request import HTTPXRequest
 
-from bot.channels.health import COMPONENT, Health, Limits, check_health
+from bot.channels.health import COMPONENT, Health, check_health, limits
 from bot.channels.telegram_render import (
     CAPTION_LIMIT,
     TEXT_LIMIT,
@@ -236,11 +244,7 @@ class TelegramChannel:
         self.delivery = DeliveryStore(assistant.store, self.owner)
         self.job_probe = job_probe
         self.state = _PollState("polling")
-        self.limits = Limits(
-            heartbeat_stale_after=self.settings.health_stale_after,
-            poll_stale_after=self.settings.telegram_poll_timeout + 30.0,
-            outbox_max_age=self.settings.health_outbox_max_age,
-        )
+        self.limits = limits(self.settings)
         self.started_at = datetime.now(UTC)
         self._pool = ThreadPoolExecutor(
             max_workers=self.settings.telegram_max_concurrent_updates,
@@ -509,9 +513,11 @@ class TelegramChannel:
                     "getUpdates", api_kwargs={"offset": offset, "timeout": timeout,
                                               "allowed_updates": ALLOWED_UPDATES},
                     read_timeout=timeout + 15.0)
-            except InvalidToken as exc:
+            except (InvalidToken, EndPointNotFound) as exc:
+                # 401 or 404 (do_api_request calls a 404 EndPointNotFound): a dead token.
+                cause = exc.__cause__ if isinstance(exc.__cause__, TelegramError) else exc
                 raise FatalTelegramError(
-                    f"getUpdates was refused ({exc.message}): the token is wrong or revoked, "
+                    f"getUpdates was refused ({cause.message}): the token is wrong or revoked, "
                     "or the bot was deleted"
                 ) from None
             except RetryAfter as exc:

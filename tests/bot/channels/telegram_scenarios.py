@@ -90,8 +90,11 @@ def ledger(data_dir: Path) -> dict[str, int]:
             return {
                 "updates_unanswered": count(select(func.count()).select_from(TelegramUpdate)
                                             .where(TelegramUpdate.status != "done")),
-                "outbox_pending": count(select(func.count()).select_from(OutboxMessage)
-                                        .where(OutboxMessage.status == "pending")),
+                "outbox_unsent": count(select(func.count()).select_from(OutboxMessage)
+                                       .where(OutboxMessage.status.in_(("pending",
+                                                                        "sending")))),
+                "outbox_uncertain": count(select(func.count()).select_from(OutboxMessage)
+                                          .where(OutboxMessage.status == "uncertain")),
                 "outbox_sent": count(select(func.count()).select_from(OutboxMessage)
                                      .where(OutboxMessage.status == "sent")),
                 "delivered_events": count(select(func.count()).select_from(Event)
@@ -106,7 +109,7 @@ def wait_drained(running: RunningBot, timeout: float) -> dict[str, int]:
     deadline = time.monotonic() + timeout
     while True:
         book = ledger(running.data_dir)
-        if book["outbox_pending"] == 0 and book["updates_unanswered"] == 0:
+        if book["outbox_unsent"] == 0 and book["updates_unanswered"] == 0:
             return book
         if time.monotonic() > deadline:
             raise AssertionError(f"the outbox never drained: {book}\n{running.stderr()[-2000:]}")
@@ -143,6 +146,41 @@ def burst_kill_restart(workdir: Path, chats: int, *, kill_after_replies: int | N
                        last - started,
                        {"killed_after_s": round(killed_at - started, 2),
                         "answered_before_kill": before,
+                        "restart_to_last_reply_s": round(last - killed_at, 2), **book})
+
+
+def kill_during_slow_answers(workdir: Path, chats: int, *, in_flight: int = 8,
+                             hang: float = 10.0) -> Outcome:
+    """Every ``sendMessage`` is carried out but answered ``hang`` s late; ``kill -9`` while
+    ``in_flight`` (the bot's send slots) are waiting for their answers; restart.
+
+    The messages in flight did reach the users, and are not sent again."""
+    ids = chat_ids(chats)
+    with FakeBotApi(TOKEN) as api:
+        api.hang("sendMessage", hang)
+        first = _start(api, workdir)
+        wait_polling(first)
+        started = time.monotonic()
+        for chat in ids:
+            api.push_text(chat, "/start")
+        api.wait_for(lambda a: len(a.answered("sendMessage")) >= in_flight, timeout=120)
+        time.sleep(1.0)  # every slot is now waiting for an answer, none is starting a send
+        first.process.kill()
+        first.process.wait()
+        killed_at = time.monotonic()
+        before, _ = counts(api, ids)
+        api.restore()
+        second = _start(api, workdir)
+        try:
+            last = wait_answered(api, ids, timeout=180)
+            book = wait_drained(second, timeout=60)
+            time.sleep(1.0)
+            answered, duplicated = counts(api, ids)
+        finally:
+            second.stop()
+        return Outcome("kill -9 while answers hang, restart", chats, answered, duplicated,
+                       last - started,
+                       {"answered_before_kill": before,
                         "restart_to_last_reply_s": round(last - killed_at, 2), **book})
 
 
@@ -212,6 +250,6 @@ def fatal_polling(workdir: Path, status: int) -> Outcome:
         finally:
             running.stop()
         errors = [line for line in running.stderr().splitlines() if " ERROR " in line]
-        return Outcome(f"getUpdates answers {status}", 1, 0, 0, exited - refused_at,
+        return Outcome(f"getUpdates answers {status}", 0, 0, 0, exited - refused_at,
                        {"exit_status": code, "error_lines": errors,
                         "getUpdates_calls": len(api.calls("getUpdates"))})
