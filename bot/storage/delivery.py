@@ -148,11 +148,12 @@ class DeliveryStore:
                     session.add(TelegramUpdate(**values))
                     session.flush()
                 else:
-                    result = session.execute(
+                    stored = session.execute(
                         insert(TelegramUpdate).values(**values)
                         .on_conflict_do_nothing(index_elements=["update_id"])
-                    )
-                    if result.rowcount != 1:  # type: ignore[attr-defined]
+                        .returning(TelegramUpdate.update_id)
+                    ).first()
+                    if stored is None:  # stored before
                         continue
                 fresh.append(PendingUpdate(update_id, chat_id, payload))
         return fresh

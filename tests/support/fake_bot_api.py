@@ -122,6 +122,7 @@ class _State:
     outages: list[_Outage] = field(default_factory=list)
     hangs: list[_Hang] = field(default_factory=list)
     answered: list[ApiCall] = field(default_factory=list)
+    texts: dict[tuple[int, int], str] = field(default_factory=dict)  # (chat, message) -> text
     webhook: dict[str, str] = field(default_factory=dict)
     stopping: bool = False
     cond: threading.Condition = field(default_factory=threading.Condition)
@@ -371,9 +372,19 @@ class FakeBotApi:
             if utf16_length(text) > TEXT_LIMIT:
                 raise _ApiError(400, "Bad Request: message is too long")
             if method == "editMessageText":
-                return {**self._message(chat_id, text=text),
-                        "message_id": int(params["message_id"])}
-            return self._message(chat_id, text=text)
+                key = (chat_id, int(params["message_id"]))
+                with self.state.cond:
+                    shown = self.state.texts.get(key)
+                    if shown is None:
+                        raise _ApiError(400, "Bad Request: message to edit not found")
+                    if shown == text:
+                        raise _ApiError(400, "Bad Request: message is not modified")
+                    self.state.texts[key] = text
+                return {**self._message(chat_id, text=text), "message_id": key[1]}
+            message = self._message(chat_id, text=text)
+            with self.state.cond:
+                self.state.texts[(chat_id, message["message_id"])] = text
+            return message
         if method in {"sendPhoto", "sendDocument", "sendAnimation"}:
             field_name = {"sendPhoto": "photo", "sendDocument": "document",
                           "sendAnimation": "animation"}[method]

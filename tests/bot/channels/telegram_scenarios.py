@@ -88,6 +88,7 @@ def ledger(data_dir: Path) -> dict[str, int]:
                 return int(session.scalar(query) or 0)
 
             return {
+                "updates": count(select(func.count()).select_from(TelegramUpdate)),
                 "updates_unanswered": count(select(func.count()).select_from(TelegramUpdate)
                                             .where(TelegramUpdate.status != "done")),
                 "outbox_unsent": count(select(func.count()).select_from(OutboxMessage)
@@ -104,12 +105,14 @@ def ledger(data_dir: Path) -> dict[str, int]:
         store.dispose()
 
 
-def wait_drained(running: RunningBot, timeout: float) -> dict[str, int]:
-    """Wait until the bot's outbox is empty; the ledger then."""
+def wait_drained(running: RunningBot, updates: int, timeout: float) -> dict[str, int]:
+    """Wait until the bot has stored ``updates`` updates, answered them all and sent every
+    reply; the ledger then."""
     deadline = time.monotonic() + timeout
     while True:
         book = ledger(running.data_dir)
-        if book["outbox_unsent"] == 0 and book["updates_unanswered"] == 0:
+        if (book["updates"] >= updates and book["outbox_unsent"] == 0
+                and book["updates_unanswered"] == 0):
             return book
         if time.monotonic() > deadline:
             raise AssertionError(f"the outbox never drained: {book}\n{running.stderr()[-2000:]}")
@@ -137,7 +140,7 @@ def burst_kill_restart(workdir: Path, chats: int, *, kill_after_replies: int | N
         second = _start(api, workdir)
         try:
             last = wait_answered(api, ids, timeout=180)
-            book = wait_drained(second, timeout=60)
+            book = wait_drained(second, chats, timeout=60)
             time.sleep(1.0)  # room for a duplicate to show
             answered, duplicated = counts(api, ids)
         finally:
@@ -173,7 +176,7 @@ def kill_during_slow_answers(workdir: Path, chats: int, *, in_flight: int = 8,
         second = _start(api, workdir)
         try:
             last = wait_answered(api, ids, timeout=180)
-            book = wait_drained(second, timeout=60)
+            book = wait_drained(second, chats, timeout=60)
             time.sleep(1.0)
             answered, duplicated = counts(api, ids)
         finally:
@@ -200,7 +203,7 @@ def send_outage(workdir: Path, chats: int, phases: list[tuple[int, float]]) -> O
             for chat in ids:
                 api.push_text(chat, "/start")
             last = wait_answered(api, ids, timeout=offset + 120)
-            book = wait_drained(running, timeout=60)
+            book = wait_drained(running, chats, timeout=60)
             time.sleep(1.0)
             answered, duplicated = counts(api, ids)
             refused = len(api.calls("sendMessage")) - len(api.answered("sendMessage"))
@@ -226,7 +229,7 @@ def hanging_sends(workdir: Path, chats: int, hang: float) -> Outcome:
             started = time.monotonic()
             for chat in ids:
                 api.push_text(chat, "/start")
-            book = wait_drained(running, timeout=hang * (chats / 8 + 4) + 60)
+            book = wait_drained(running, chats, timeout=hang * (chats / 8 + 4) + 60)
             finished = time.monotonic()
             time.sleep(1.0)
             answered, duplicated = counts(api, ids)

@@ -187,10 +187,10 @@ def test_health_reports_a_getupdates_outage_and_the_recovery(tmp_path: Path) -> 
             assert running.process.poll() is None  # transient: still up, still trying
 
             api.restore()
-            api.wait_for(lambda a: "getUpdates failed" in running.stderr()
-                         and len(a.calls("getUpdates")) > 0
-                         and a.answered("getUpdates") != [], timeout=60)
-            time.sleep(2.5)
+            restored = time.monotonic()
+            api.wait_for(lambda a: any(c.at > restored for c in a.answered("getUpdates")),
+                         timeout=60)
+            time.sleep(3.0)  # the next heartbeat
             assert _health(running)[0] == 0
         finally:
             assert running.stop() == 0
