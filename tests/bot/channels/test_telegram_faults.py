@@ -24,7 +24,7 @@ from bot.storage.models import OutboxMessage, TelegramUpdate
 from bot.storage.store import Store
 from tests.bot.channels import telegram_scenarios as scenarios
 from tests.bot.channels.test_telegram_e2e import RunningBot, _amlbot, _bot_env, _free_port, _start
-from tests.bot.storage.conftest import postgres_admin_url
+from tests.bot.storage.conftest import postgres_admin_url, postgres_url  # noqa: F401 - a fixture
 from tests.support.fake_bot_api import FakeBotApi
 
 TOKEN = scenarios.TOKEN
