@@ -51,7 +51,12 @@ from bot.channels.telegram_render import (
     split_text,
     telegram_length,
 )
-from bot.channels.telegram_sender import Backoff, Sender, retry_after_seconds
+from bot.channels.telegram_sender import (
+    Backoff,
+    FatalTelegramError,
+    Sender,
+    retry_after_seconds,
+)
 from bot.core.assistant import Assistant
 from bot.core.messages import (
     Attachment,
@@ -104,10 +109,6 @@ UNSUPPORTED_KINDS = (
     ("game", "games"),
     ("story", "stories"),
 )
-
-
-class FatalTelegramError(RuntimeError):
-    """The Bot API refuses this bot for good (a wrong or revoked token): stop the process."""
 
 
 def _megabytes(size: int) -> str:
@@ -290,14 +291,20 @@ class TelegramChannel:
         The secret token Telegram must send back is ``AMLBOT_TELEGRAM_WEBHOOK_SECRET`` (the
         same for every process behind one URL), or a fresh random one.
         """
-        from bot.channels.telegram_webhook import serve_webhook
+        from bot.channels.telegram_webhook import Webhook, serve_webhook
 
         secret = self.settings.telegram_webhook_secret
         self.webhook_secret = (secret.get_secret_value() if secret is not None
                                and secret.get_secret_value() else secrets.token_urlsafe(32))
         self.state = _PollState("webhook")
-        asyncio.run(self._run(functools.partial(serve_webhook, self, webhook_url,
-                                                listen=listen, port=port)))
+
+        async def receive() -> None:
+            hook = Webhook(bot=self.bot, secret=self.webhook_secret, receive=self.receive_pushed,
+                           health=self.health, allowed_updates=ALLOWED_UPDATES,
+                           max_delay=self.settings.telegram_retry_max_delay)
+            await serve_webhook(hook, webhook_url, listen=listen, port=port)
+
+        asyncio.run(self._run(receive))
 
     def make_bot(self) -> Bot:
         """The Bot API client: sends wait ``telegram_send_timeout`` for an answer."""

@@ -33,6 +33,10 @@ DbCall = Callable[..., Awaitable[Any]]
 MEDIA_KINDS = {"photo": "photo", "animation": "animation", "document": "document"}
 
 
+class FatalTelegramError(RuntimeError):
+    """The Bot API refuses this bot for good (a wrong or revoked token): stop the process."""
+
+
 def retry_after_seconds(exc: RetryAfter) -> float:
     wait = exc.retry_after
     return wait.total_seconds() if isinstance(wait, dt.timedelta) else float(wait)

@@ -91,8 +91,12 @@ def test_an_update_that_cannot_be_stored_is_not_confirmed(tmp_path: Path) -> Non
         try:
             scenarios.wait_polling(running)
             database = running.data_dir / "amlbot.sqlite3"
-            with sqlite3.connect(database) as connection:  # the inbox is gone
-                connection.execute("ALTER TABLE telegram_updates RENAME TO inbox_away")
+            with sqlite3.connect(database) as connection:  # the bot's tables are gone
+                tables = [name for (name,) in connection.execute(
+                    "SELECT name FROM sqlite_master WHERE type = 'table'")
+                    if name in ("events", "telegram_updates")]
+                for name in tables:
+                    connection.execute(f"ALTER TABLE {name} RENAME TO {name}_away")
             update_id = api.push_text(77, "/start")
             api.wait_for(lambda a: "not confirmed" in running.stderr(), timeout=30)
             polls = len(api.calls("getUpdates"))
@@ -103,7 +107,8 @@ def test_an_update_that_cannot_be_stored_is_not_confirmed(tmp_path: Path) -> Non
             assert any(" ERROR " in line and "not confirmed" in line
                        for line in running.stderr().splitlines())
             with sqlite3.connect(database) as connection:
-                connection.execute("ALTER TABLE inbox_away RENAME TO telegram_updates")
+                for name in tables:
+                    connection.execute(f"ALTER TABLE {name}_away RENAME TO {name}")
             api.wait_for(lambda a: bool(a.sent_texts(77)), timeout=60)
             time.sleep(1.0)
             assert len(api.sent_texts(77)) == 1
