@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from bot.logging import error_line
 from bot.settings import Settings
 from bot.storage.delivery import Beat, DeliveryStore
 from bot.storage.models import utcnow
@@ -93,7 +94,7 @@ def check_health(delivery: DeliveryStore, limits: Limits = Limits(),
         beats = delivery.beats(COMPONENT)
         stats = delivery.outbox_stats()
     except Exception as exc:  # noqa: BLE001 - any failure means: the database is not there
-        reason = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        reason = error_line(exc)
         unknown = "unknown: the database is unreachable"
         return Health([Check("database", False, f"unreachable: {reason}")]
                       + [Check(name, False, unknown) for name in ("bot", "polling", "outbox",

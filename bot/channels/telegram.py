@@ -68,6 +68,7 @@ from bot.core.messages import (
     sniff_image,
 )
 from bot.jobs.records import pid_alive
+from bot.logging import error_line
 from bot.settings import Settings
 from bot.storage.delivery import DeliveryStore, Outgoing, OutItem, PendingUpdate
 from bot.storage.models import Event
@@ -114,10 +115,6 @@ UNSUPPORTED_KINDS = (
 def _megabytes(size: int) -> str:
     return f"{size / 1_000_000:.1f} MB" if size >= 100_000 else f"{size / 1000:.0f} kB"
 
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0][:300]}" if text else type(exc).__name__
 
 
 def _iso(moment: float | None) -> str | None:
@@ -221,7 +218,7 @@ class _PollState:
 
     def failed(self, exc: BaseException) -> None:
         self.failures += 1
-        self.error = _first_line(exc)
+        self.error = error_line(exc)
 
     def as_dict(self) -> dict[str, Any]:
         if self.mode == "polling":
@@ -391,7 +388,7 @@ class TelegramChannel:
             except NetworkError as exc:
                 backoff.failed()
                 log.warning("cannot reach the Bot API (%s); trying again in %.1f s",
-                            _first_line(exc), backoff.remaining())
+                            error_line(exc), backoff.remaining())
                 await backoff.wait()
 
     async def _shutdown(self, tasks: Sequence[asyncio.Task[Any]]) -> None:
@@ -449,7 +446,7 @@ class TelegramChannel:
                 await self._resume()
             except Exception as exc:  # noqa: BLE001 - the database is down: say so, go on
                 log.error("could not read or write the database (%s); trying again in %.0f s",
-                          _first_line(exc), SWEEP_EVERY)
+                          error_line(exc), SWEEP_EVERY)
 
     async def _beat(self) -> None:
         data: dict[str, Any] = {"mode": self.state.mode, "pid": os.getpid(),
@@ -511,7 +508,7 @@ class TelegramChannel:
             except Exception as exc:  # noqa: BLE001 - wait for the database
                 backoff.failed()
                 log.error("cannot read the last update id from the database (%s); polling "
-                          "waits for it", _first_line(exc))
+                          "waits for it", error_line(exc))
                 await backoff.wait()
         timeout = self.settings.telegram_poll_timeout
         while True:
@@ -535,7 +532,7 @@ class TelegramChannel:
                 self.state.failed(exc)
                 backoff.failed()
                 log.warning("getUpdates failed %d time(s) in a row (%s); trying again in "
-                            "%.1f s", self.state.failures, _first_line(exc), backoff.remaining())
+                            "%.1f s", self.state.failures, error_line(exc), backoff.remaining())
                 await backoff.wait()
                 continue
             backoff.succeeded()
@@ -548,7 +545,7 @@ class TelegramChannel:
                 except Exception as exc:  # noqa: BLE001 - not stored: not confirmed
                     backoff.failed()
                     log.error("could not store %d update(s) (%s): they are not confirmed to "
-                              "Telegram and will come again", len(updates), _first_line(exc))
+                              "Telegram and will come again", len(updates), error_line(exc))
                     await backoff.wait()
                     continue
                 offset = max(u["update_id"] for u in updates) + 1
@@ -564,7 +561,7 @@ class TelegramChannel:
             fresh = await self.db(self.delivery.receive, [payload])
         except Exception as exc:  # noqa: BLE001 - not stored: let Telegram retry
             log.error("could not store update %s (%s): answering 503 so that Telegram sends "
-                      "it again", payload.get("update_id"), _first_line(exc))
+                      "it again", payload.get("update_id"), error_line(exc))
             return False
         self.state.last_update = time.time()
         self._enqueue(fresh)
@@ -608,7 +605,7 @@ class TelegramChannel:
         attempts = self._attempts.get(item.update_id, 0) + 1
         self._attempts[item.update_id] = attempts
         log.error("could not answer update %s, attempt %d (%s); it stays in the inbox",
-                  item.update_id, attempts, _first_line(exc), exc_info=attempts == 1)
+                  item.update_id, attempts, error_line(exc), exc_info=attempts == 1)
 
     def _answered(self, update_id: int) -> None:
         self._attempts.pop(update_id, None)
@@ -628,7 +625,7 @@ class TelegramChannel:
             update = Update.de_json(item.payload, self.bot)
         except Exception as exc:  # noqa: BLE001 - a malformed update cannot be answered
             log.warning("update %s is unreadable (%s); skipping it", item.update_id,
-                        _first_line(exc))
+                        error_line(exc))
             await self.db(self.delivery.fail_update, item.update_id, f"unreadable: {exc}")
             self._answered(item.update_id)
             return
@@ -792,7 +789,7 @@ class TelegramChannel:
         except Exception as exc:  # noqa: BLE001 - nothing to fall back on: say it loudly
             log.error("could not store %d later repl%s to chat %s (%s); they are lost",
                       len(replies), "y" if len(replies) == 1 else "ies", target,
-                      _first_line(exc))
+                      error_line(exc))
             return
         loop = self._loop
         if loop is not None:

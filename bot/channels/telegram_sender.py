@@ -22,6 +22,7 @@ from telegram.error import (
     TimedOut,
 )
 
+from bot.logging import error_line
 from bot.storage.delivery import DeliveryStore, Outgoing
 
 log = logging.getLogger(__name__)
@@ -184,7 +185,7 @@ class Sender:
                         rows = await self.db(self.delivery.next_messages, chat_id, 20)
                     except Exception as exc:  # noqa: BLE001 - the database is down: wait for it
                         log.error("could not read the replies to chat %s from the database "
-                                  "(%s); trying again", chat_id, _first_line(exc))
+                                  "(%s); trying again", chat_id, error_line(exc))
                         await asyncio.sleep(self.backoff.cap)
                         continue
                     if not rows:
@@ -233,7 +234,7 @@ class Sender:
                     return True
                 except (TelegramError, OSError) as exc:  # 5xx, network, timeouts, a dead token
                     self._transient(row, exc)
-                    await self._record(self.delivery.note_attempt, row.id, _first_line(exc))
+                    await self._record(self.delivery.note_attempt, row.id, error_line(exc))
                     continue
                 await self._record(self.delivery.mark_sent, row.id, message_id)
             lasted = self.backoff.succeeded()
@@ -254,9 +255,9 @@ class Sender:
                         "(it may arrive twice)", row.kind, row.chat_id, self.send_timeout)
         elif first:
             log.warning("the Bot API is failing (%s); replies wait in the outbox and are tried "
-                        "again, at least every %.1f s", _first_line(exc), self.backoff.cap)
+                        "again, at least every %.1f s", error_line(exc), self.backoff.cap)
         else:
-            log.debug("Bot API call failed again (%s)", _first_line(exc))
+            log.debug("Bot API call failed again (%s)", error_line(exc))
 
     async def _send(self, row: Outgoing) -> int | None:
         """One Bot API call for ``row``; the Telegram id of the message it made or edited."""
@@ -300,11 +301,8 @@ class Sender:
                 return await self.db_send(write, *args)  # type: ignore[no-any-return]
             except Exception as exc:  # noqa: BLE001 - the database is down: wait for it
                 log.error("could not record a delivery in the database (%s); trying again in "
-                          "%.1f s", _first_line(exc), delay)
+                          "%.1f s", error_line(exc), delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30.0)
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0][:300]}" if text else type(exc).__name__
