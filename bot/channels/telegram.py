@@ -349,26 +349,36 @@ class TelegramChannel:
             on_sent=self._on_sent, db_send=self.db_send,
         )
         tasks: list[asyncio.Task[Any]] = []
+        waiter = asyncio.create_task(stop.wait())
         try:
-            await self._connect()
-            await self._beat()
-            await self._adopt()
-            self._remove_listener = self.assistant.add_listener(self._later)
-            await self._resume()
+            # A signal also ends a start that waits for the Bot API or the database.
+            starting = asyncio.create_task(self._start())
+            tasks = [starting]
+            await asyncio.wait([waiter, starting], return_when=asyncio.FIRST_COMPLETED)
+            if not starting.done():
+                return
+            starting.result()  # a refused token ends it here
             tasks = [asyncio.create_task(receive(), name="amlbot-receive"),
                      asyncio.create_task(self._housekeeping(), name="amlbot-housekeeping"),
                      asyncio.create_task(self._set_menu(), name="amlbot-menu")]
-            waiter = asyncio.create_task(stop.wait())
             await asyncio.wait([waiter, *tasks[:2]], return_when=asyncio.FIRST_COMPLETED)
-            waiter.cancel()
             for task in tasks[:2]:
                 error = task.exception() if task.done() and not task.cancelled() else None
                 if error is not None:
                     raise error
         finally:
+            waiter.cancel()
             for signum in handled_signals:
                 self._loop.remove_signal_handler(signum)
             await self._shutdown(tasks)
+
+    async def _start(self) -> None:
+        """Connect, beat, adopt what dead processes left, and resume this process's work."""
+        await self._connect()
+        await self._beat()
+        await self._adopt()
+        self._remove_listener = self.assistant.add_listener(self._later)
+        await self._resume()
 
     async def _connect(self) -> None:
         """``getMe``, until the Bot API answers; a refused token is fatal."""

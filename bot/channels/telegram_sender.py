@@ -89,18 +89,22 @@ class Backoff:
 
 
 class RateLimit:
-    """At most ``rate`` calls a second, evenly spaced (Telegram allows a bot about 30)."""
+    """At most ``rate`` calls a second, evenly spaced (Telegram allows a bot about 30).
+
+    Callers queue for their turn instead of booking one ahead, so that a caller that gives its
+    turn up (the API started failing meanwhile) leaves no backlog behind."""
 
     def __init__(self, rate: float) -> None:
         self.interval = 1.0 / rate
         self._next = 0.0
+        self._turn = asyncio.Lock()
 
     async def acquire(self) -> None:
-        now = time.monotonic()
-        at = max(now, self._next)
-        self._next = at + self.interval
-        if at > now:
-            await asyncio.sleep(at - now)
+        async with self._turn:
+            wait = self._next - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            self._next = time.monotonic() + self.interval
 
 
 class Sender:
@@ -170,6 +174,8 @@ class Sender:
         if self.stopping or self.backoff.remaining() > 0:
             return False
         await self._rate.acquire()
+        if self.backoff.remaining() > 0:
+            return False
         async with self._slots:
             await request()
         return True
@@ -211,7 +217,11 @@ class Sender:
             if self.stopping:
                 return True
             await self._rate.acquire()
+            if self.backoff.remaining() > 0:
+                continue  # the API failed while this one waited for its turn: one probe is enough
             async with self._slots:
+                if self.backoff.remaining() > 0:
+                    continue
                 if not await self._record(self.delivery.mark_sending, row.id):
                     return True  # another process took it over
                 try:
