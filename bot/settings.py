@@ -74,8 +74,9 @@ class Settings(BaseSettings):
     )
     telegram_resend_uncertain: bool = Field(
         default=False,
-        description="Send again the messages a killed bot was sending (they may arrive twice) "
-                    "instead of recording them as uncertain (they may be missing).",
+        description="Send again the messages a killed bot had handed to Telegram without "
+                    "getting its answer (they would mostly arrive twice), instead of recording "
+                    "them as uncertain.",
     )
     telegram_owner_stale_after: float = Field(
         default=60.0, ge=5.0,

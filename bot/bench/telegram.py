@@ -55,9 +55,32 @@ def _details(outcome: dict[str, Any]) -> str:
     return "; ".join(shown)
 
 
-def write_report(outcomes: list[dict[str, Any]], output: Path, command: str, *,
-                 started: str, seconds: float, status: int) -> None:
-    """The benchmark page: one row per scenario run, and how it was made."""
+_INTRO = [
+    "# Telegram delivery under faults",
+    "",
+    "The real `amlbot telegram` process long-polls the fake Bot API server",
+    "(`tests/support/fake_bot_api.py`) while faults are injected; every figure counts the",
+    "messages the server really carried out, per chat (\"lost\": chats that never got",
+    "their reply; \"twice\": chats that got it more than once). The scenarios are the `slow`",
+    f"tests of `{SCENARIOS}`; smaller versions of each run in CI. `amlbot bench telegram`",
+    "writes the section of its configuration (a quiet machine, or `--busy N` CPU-bound",
+    "processes running beside it) and keeps the others.",
+    "",
+    "\"outbox uncertain\" counts the replies whose request Telegram had got when the bot",
+    "was killed, before it answered: they are not sent again",
+    "(`AMLBOT_TELEGRAM_RESEND_UNCERTAIN=true` would send them again). A reply still pending",
+    "at the kill is sent again after the restart; it arrives twice only when the kill fell",
+    "between writing its request and recording that.",
+]
+
+
+def _marker(key: str, end: bool = False) -> str:
+    return f"<!-- bench-telegram:{key}:{'end' if end else 'begin'} -->"
+
+
+def section(outcomes: list[dict[str, Any]], command: str, *, title: str, started: str,
+            seconds: float, status: int) -> list[str]:
+    """One configuration's figures: one row per scenario run, and how they were made."""
     rows = ["| scenario | chats | answered | lost | twice | s | details |",
             "| --- | ---: | ---: | ---: | ---: | ---: | --- |"]
     for outcome in outcomes:
@@ -66,39 +89,49 @@ def write_report(outcomes: list[dict[str, Any]], output: Path, command: str, *,
             f"{outcome['lost']} | {outcome['duplicated']} | {outcome['seconds']:.1f} | "
             f"{_details(outcome)} |")
     errors = [line for o in outcomes for line in (o.get("details") or {}).get("error_lines", [])]
-    page = [
-        "# Telegram delivery under faults",
-        "",
-        "The real `amlbot telegram` process long-polls the fake Bot API server",
-        "(`tests/support/fake_bot_api.py`) while faults are injected; every figure counts the",
-        "messages the server really carried out, per chat (\"lost\": chats that never got",
-        "their reply; \"twice\": chats that got it more than once). The scenarios are the `slow`",
-        f"tests of `{SCENARIOS}`; smaller versions of each run in CI.",
-        "",
-        f"Command: `{command}` (pytest exit status {status}, {seconds:.0f} s in all).",
-        f"Run {started} on {machine()}.",
-        "",
-        *rows,
-        "",
-        "\"outbox uncertain\" counts the replies that were on the wire when the bot was killed:",
-        "they are not sent again (`AMLBOT_TELEGRAM_RESEND_UNCERTAIN=true` would send them",
-        "again), so a chat could only miss its reply if the kill fell between recording a",
-        "try and writing the request.",
-    ]
+    lines = [f"## {title}", "",
+             f"Command: `{command}` (pytest exit status {status}, {seconds:.0f} s in all).",
+             f"Run {started} on {machine()}, {os.getloadavg()[0]:.1f} at the end.", "", *rows]
     if errors:
-        page += ["", "What a refused token logs at ERROR (the only ERROR line of the run):", ""]
-        page += [f"    {line}" for line in errors]
+        lines += ["", "What a refused token logs at ERROR (the only ERROR line of its run):", ""]
+        lines += [f"    {line}" for line in errors]
+    return lines
+
+
+def write_report(output: Path, key: str, lines: list[str]) -> None:
+    """Put ``lines`` into the page as the section ``key``, keeping the other sections."""
+    text = output.read_text(encoding="utf-8") if output.exists() else ""
+    begin, end = _marker(key), _marker(key, end=True)
+    block = "\n".join([begin, *lines, end])
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        text = head + block + rest.split(end, 1)[1]
+    else:
+        if not text.strip():
+            text = "\n".join(_INTRO) + "\n"
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text("\n".join(page) + "\n", encoding="utf-8")
+    output.write_text(text, encoding="utf-8")
 
 
-def bench(repo: Path, output: Path, command: str, select: str | None = None,
-          write: bool = True) -> tuple[int, list[dict[str, Any]]]:
-    """Run the scenarios and (with ``write``) the page; pytest's status and the outcomes."""
+def bench(repo: Path, output: Path, command: str, *, select: str | None = None,
+          busy: int = 0, write: bool = True) -> tuple[int, list[dict[str, Any]]]:
+    """Run the scenarios (beside ``busy`` CPU-bound processes) and, with ``write``, their
+    section of the page; pytest's status and the outcomes."""
     started = datetime.now(UTC).isoformat(timespec="seconds")
     began = time.monotonic()
-    code, outcomes = run_scenarios(repo, select)
+    burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
+               for _ in range(busy)]
+    try:
+        code, outcomes = run_scenarios(repo, select)
+    finally:
+        for burner in burners:
+            burner.kill()
+            burner.wait()
     if write and outcomes:
-        write_report(outcomes, output, command, started=started,
-                     seconds=time.monotonic() - began, status=code)
+        title = (f"Beside {busy} CPU-bound process{'es' if busy > 1 else ''}" if busy
+                 else "A quiet machine")
+        key = f"busy{busy}" if busy else "quiet"
+        write_report(output, key, section(outcomes, command, title=title, started=started,
+                                          seconds=time.monotonic() - began, status=code))
     return code, outcomes

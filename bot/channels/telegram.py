@@ -56,6 +56,7 @@ from bot.channels.telegram_sender import (
     FatalTelegramError,
     Sender,
     retry_after_seconds,
+    sending_transport,
 )
 from bot.core.assistant import Assistant
 from bot.core.messages import (
@@ -309,10 +310,11 @@ class TelegramChannel:
         if token is None or not token.get_secret_value():
             raise InvalidToken("AMLBOT_TELEGRAM_TOKEN is not set")
         timeout = self.settings.telegram_send_timeout
+        connections = self.settings.telegram_send_concurrency + 8
         requests = HTTPXRequest(
-            connection_pool_size=self.settings.telegram_send_concurrency + 8,
-            read_timeout=timeout, write_timeout=max(timeout, 20.0), connect_timeout=10.0,
-            pool_timeout=timeout,
+            connection_pool_size=connections, read_timeout=timeout,
+            write_timeout=max(timeout, 20.0), connect_timeout=10.0, pool_timeout=timeout,
+            httpx_kwargs={"transport": sending_transport(connections)},
         )
         polling = HTTPXRequest(connection_pool_size=2, connect_timeout=10.0, pool_timeout=10.0,
                                read_timeout=self.settings.telegram_poll_timeout + 15.0)

@@ -6,12 +6,14 @@ has answered, and a slow answer is awaited (``read_timeout``), not sent again.""
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import datetime as dt
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+import httpx
 from telegram import Bot, InputFile
 from telegram.error import (
     BadRequest,
@@ -32,6 +34,33 @@ T = TypeVar("T")
 #: Runs a blocking store call off the event loop: ``await db(fn, *args)``.
 DbCall = Callable[..., Awaitable[Any]]
 MEDIA_KINDS = {"photo": "photo", "animation": "animation", "document": "document"}
+
+
+#: Called once the request now being made has been written whole to the socket: from then
+#: on Telegram has it (or will), even if this process dies before the answer comes.
+ON_WRITTEN: contextvars.ContextVar[Callable[[], Awaitable[None]] | None] = (
+    contextvars.ContextVar("amlbot_on_written", default=None))
+
+
+class WriteAwareTransport(httpx.AsyncHTTPTransport):
+    """An HTTP transport that tells :data:`ON_WRITTEN` when a request body has been sent
+    (httpcore's ``trace``), so that a send is recorded as in flight only once it truly is."""
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        written = ON_WRITTEN.get()
+        if written is not None:
+            async def trace(event: str, _info: dict[str, Any]) -> None:
+                if event.endswith("send_request_body.complete"):
+                    await written()
+
+            request.extensions = {**request.extensions, "trace": trace}
+        return await super().handle_async_request(request)
+
+
+def sending_transport(connections: int) -> WriteAwareTransport:
+    """The transport of the Bot API client that sends (``connections`` in its pool)."""
+    return WriteAwareTransport(limits=httpx.Limits(max_connections=connections,
+                                                   max_keepalive_connections=connections))
 
 
 class FatalTelegramError(RuntimeError):
@@ -208,9 +237,11 @@ class Sender:
     async def _deliver(self, row: Outgoing) -> bool:
         """Send one message until it is sent or refused; False when the chat is closed to us.
 
-        The try is recorded (``sending``) before the request and its outcome right after the
-        answer, holding a send slot all along: a crash leaves at most ``concurrency``
-        messages whose fate is unknown.
+        The message is recorded ``sending`` once its request has been written whole, and its
+        outcome right after the answer, a send slot held all along. A crash thus leaves at
+        most ``concurrency`` messages whose fate is unknown (``sending``: Telegram got the
+        request), and a message still ``pending`` was never handed to Telegram, or only in
+        the instant before that record.
         """
         while True:
             await self.backoff.wait()
@@ -222,8 +253,15 @@ class Sender:
             async with self._slots:
                 if self.backoff.remaining() > 0:
                     continue
-                if not await self._record(self.delivery.mark_sending, row.id):
-                    return True  # another process took it over
+                recorded = False
+
+                async def written() -> None:
+                    nonlocal recorded
+                    if not recorded:  # an edit that falls back to a send writes twice
+                        recorded = True
+                        await self._record(self.delivery.mark_sending, row.id)
+
+                token = ON_WRITTEN.set(written)
                 try:
                     message_id = await self._send(row)
                 except RetryAfter as exc:
@@ -246,6 +284,8 @@ class Sender:
                     self._transient(row, exc)
                     await self._record(self.delivery.note_attempt, row.id, error_line(exc))
                     continue
+                finally:
+                    ON_WRITTEN.reset(token)
                 await self._record(self.delivery.mark_sent, row.id, message_id)
             lasted = self.backoff.succeeded()
             if lasted is not None:

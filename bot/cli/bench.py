@@ -96,6 +96,10 @@ def telegram(
     select: str | None = typer.Option(
         None, "-k", help="Only the scenario tests whose names match (pytest -k)."
     ),
+    busy: int = typer.Option(
+        0, "--busy", min=0, max=16,
+        help="Keep this many CPU-bound processes running beside the bot (a machine under load).",
+    ),
     write: bool = typer.Option(True, "--write/--no-write", help="Write the output page."),
     as_json: bool = typer.Option(False, "--json", help="End with one JSON line per scenario."),
 ) -> None:
@@ -106,7 +110,8 @@ def telegram(
     from bot.bench.telegram import bench
 
     command = "amlbot bench telegram" + (f" -k {shlex.quote(select)}" if select else "")
-    code, outcomes = bench(Path.cwd(), output, command, select=select, write=write)
+    command += f" --busy {busy}" if busy else ""
+    code, outcomes = bench(Path.cwd(), output, command, select=select, busy=busy, write=write)
     for outcome in outcomes:
         typer.echo(f"{outcome['scenario']}: {outcome['answered']}/{outcome['chats']} answered, "
                    f"{outcome['lost']} lost, {outcome['duplicated']} twice, "

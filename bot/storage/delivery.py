@@ -290,10 +290,11 @@ class DeliveryStore:
         session.add(_delivery_event(row, "undelivered", utcnow(), error=row.error))
 
     def mark_sending(self, row_id: int) -> bool:
-        """Record that a message is about to be sent (False: it is not ours to send any more).
+        """Record that a message's request has been written to Telegram and its answer is
+        awaited (False: it was not pending, or not ours).
 
-        A message left ``sending`` by a process that died may or may not have reached
-        Telegram: see :meth:`adopt`."""
+        A message left ``sending`` by a process that died has most likely reached Telegram,
+        which offers no way to ask: see :meth:`adopt`."""
         with self.store.session() as session:
             result = session.execute(
                 update(OutboxMessage)

@@ -59,9 +59,13 @@ class Store:
         self.url = url
         self.engine = make_engine(url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
-        # An in-memory SQLite database is one shared connection: one transaction at a time.
+        # SQLite: one transaction at a time in this process. An in-memory database is one shared
+        # connection; a file one has one writer at a time anyway, and a waiting writer in
+        # SQLite's busy handler sleeps in growing steps (up to 100 ms) after the lock is free,
+        # while a waiter on this lock goes on at once: the Telegram sender's records of what it
+        # sent must not wait behind that.
         self._serial: AbstractContextManager[Any] = (
-            threading.RLock() if isinstance(self.engine.pool, StaticPool) else nullcontext()
+            threading.RLock() if self.engine.dialect.name == "sqlite" else nullcontext()
         )
         self._collecting = threading.local()
         if create:

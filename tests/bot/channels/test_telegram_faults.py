@@ -34,16 +34,17 @@ TOKEN = scenarios.TOKEN
 
 
 @pytest.mark.timeout(300)
-def test_kill_9_mid_burst_loses_no_reply_silently(tmp_path: Path) -> None:
+def test_kill_9_mid_burst_then_a_restart_answers_every_chat(tmp_path: Path) -> None:
     outcome = scenarios.burst_kill_restart(tmp_path, 20, kill_after_replies=3)
     book = outcome.details
-    assert outcome.details["answered_before_kill"] < 20  # the kill came mid-burst
-    assert outcome.duplicated == 0
+    assert book["answered_before_kill"] < 20  # the kill came mid-burst
+    assert outcome.answered == 20
     assert book["updates_unanswered"] == 0 and book["outbox_unsent"] == 0
-    # A reply is either delivered (and logged so), or was on the wire at the kill and is
-    # recorded as uncertain: never missing while the database says "answered".
-    assert outcome.answered >= 20 - book["outbox_uncertain"]
     assert book["delivered_events"] == book["outbox_sent"]
+    # Only a message on the wire at the kill can be in doubt: Telegram had its request
+    # (uncertain, not sent again) or got it in the instant before that was recorded (sent
+    # again). The bot had at most 8 on the wire.
+    assert outcome.duplicated + book["outbox_uncertain"] <= 8
 
 
 @pytest.mark.timeout(300)
@@ -279,8 +280,8 @@ def test_bench_kill_9_two_seconds_into_a_200_chat_burst(tmp_path: Path, run: int
     outcome = scenarios.burst_kill_restart(tmp_path, 200, kill_after_seconds=2.0)
     outcome.details["run"] = run
     outcome.record()
-    assert outcome.duplicated == 0
-    assert outcome.answered >= 200 - outcome.details["outbox_uncertain"]
+    assert outcome.answered == 200
+    assert outcome.duplicated + outcome.details["outbox_uncertain"] <= 8
 
 
 @pytest.mark.slow
