@@ -32,6 +32,14 @@ class RedactingFilter(logging.Filter):
         return True
 
 
+def error_line(exc: BaseException) -> str:
+    """``Type: first line of the message``, with bot tokens masked: an error as it goes into
+    a log line or a database row (a heartbeat, an outbox message's last error)."""
+    lines = str(exc).strip().splitlines()
+    text = f"{type(exc).__name__}: {lines[0][:300]}" if lines else type(exc).__name__
+    return _TOKEN_PATTERN.sub("**********", text)
+
+
 def setup_logging(level: str = "INFO", secrets: list[str] | None = None) -> None:
     """Log to stderr with secrets redacted; call again to add secrets."""
     from bot.settings import get_settings

@@ -40,6 +40,59 @@ class Settings(BaseSettings):
         default=1.0, ge=0.0, description="Minimum seconds between two edits of a progress message."
     )
     telegram_max_concurrent_updates: int = Field(default=64, ge=1)
+    telegram_max_messages_per_update: int = Field(
+        default=5, ge=2, le=50,
+        description="Messages one incoming message may yield; a longer answer ends with the "
+                    "whole of it as a .txt document.",
+    )
+    telegram_send_timeout: float = Field(
+        default=60.0, ge=1.0, le=600.0,
+        description="Seconds a send waits for the Bot API's answer before trying again (a send "
+                    "tried again may arrive twice, so this is long).",
+    )
+    telegram_send_concurrency: int = Field(
+        default=8, ge=1, le=256,
+        description="Bot API sends in flight at once (a crash leaves at most this many "
+                    "uncertain: see telegram_resend_uncertain).",
+    )
+    telegram_sends_per_second: float = Field(
+        default=30.0, gt=0.0, le=1000.0,
+        description="Messages sent per second at most (Telegram allows a bot about 30).",
+    )
+    telegram_retry_max_delay: float = Field(
+        default=5.0, ge=0.1, le=300.0,
+        description="Longest wait between two tries of a failing Bot API call, s.",
+    )
+    telegram_webhook_secret: SecretStr | None = Field(
+        default=None,
+        description="Secret token Telegram sends with each webhook post; set the same one for "
+                    "every process behind one webhook URL (default: random per start).",
+    )
+    telegram_heartbeat_interval: float = Field(
+        default=5.0, ge=0.5, le=300.0,
+        description="Seconds between two heartbeats of a running bot (read by amlbot health).",
+    )
+    telegram_resend_uncertain: bool = Field(
+        default=False,
+        description="Send again the messages a killed bot had handed to Telegram without "
+                    "getting its answer (they would mostly arrive twice), instead of recording "
+                    "them as uncertain.",
+    )
+    telegram_owner_stale_after: float = Field(
+        default=60.0, ge=5.0,
+        description="A bot process whose heartbeat is older is taken for dead: a live one "
+                    "takes over its unanswered updates and unsent replies.",
+    )
+
+    # --- health ----------------------------------------------------------------------------
+    health_stale_after: float = Field(
+        default=30.0, ge=1.0,
+        description="amlbot health: a bot whose last heartbeat is older is reported down, s.",
+    )
+    health_outbox_max_age: float = Field(
+        default=60.0, ge=1.0,
+        description="amlbot health: a reply waiting longer makes the outbox unhealthy, s.",
+    )
 
     # --- limits and access ---------------------------------------------------------------
     max_message_chars: int = Field(default=20_000, ge=1, description="Longer text is truncated.")

@@ -101,4 +101,39 @@ def answer(
         typer.echo(json.dumps(result))
 
 
+@app.command("telegram")
+def telegram(
+    output: Path = typer.Option(
+        Path("docs/benchmarks/telegram.md"), help="The page the figures are written to."
+    ),
+    select: str | None = typer.Option(
+        None, "-k", help="Only the scenario tests whose names match (pytest -k)."
+    ),
+    busy: int = typer.Option(
+        0, "--busy", min=0, max=16,
+        help="Keep this many CPU-bound processes running beside the bot (a machine under load).",
+    ),
+    write: bool = typer.Option(True, "--write/--no-write", help="Write the output page."),
+    as_json: bool = typer.Option(False, "--json", help="End with one JSON line per scenario."),
+) -> None:
+    """The Telegram channel under faults, full size: kill -9 two seconds into a 200-chat
+    burst (three runs), a 60 s sendMessage outage (500s, then 502s), answers hanging past the
+    old 5 s timeout, and a refused token; chats answered, lost and answered twice. Runs the
+    slow tests of tests/bot/channels/test_telegram_faults.py, so run it from a checkout."""
+    from bot.bench.telegram import bench
+
+    command = "amlbot bench telegram" + (f" -k {shlex.quote(select)}" if select else "")
+    command += f" --busy {busy}" if busy else ""
+    code, outcomes = bench(Path.cwd(), output, command, select=select, busy=busy, write=write)
+    for outcome in outcomes:
+        typer.echo(f"{outcome['scenario']}: {outcome['answered']}/{outcome['chats']} answered, "
+                   f"{outcome['lost']} lost, {outcome['duplicated']} twice, "
+                   f"{outcome['seconds']:.1f} s")
+        if as_json:
+            typer.echo(json.dumps(outcome))
+    if write and outcomes:
+        typer.echo(f"updated {output}")
+    raise typer.Exit(code)
+
+
 app.command("index")(bench_index)

@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from bot.cli import bench, chat, config, data, db, index, llm, telegram, tool
+from bot.cli import bench, chat, config, data, db, health, index, llm, telegram, tool
 from bot.cli import eval as eval_cli
 from bot.cli import train as train_cli
 
@@ -25,6 +25,7 @@ app = typer.Typer(
 )
 app.command("chat")(chat.chat)
 app.command("telegram")(telegram.telegram)
+app.command("health")(health.health)
 app.add_typer(config.app, name="config")
 app.add_typer(data.app, name="data")
 app.add_typer(db.app, name="db")

@@ -48,5 +48,7 @@ class ForgetMeSkill(BaseSkill):
         jobs = self.services.jobs.records.forget_user(user) if self.services.jobs else 0
         return [TextReply(
             f"Done: I deleted {counts['events']:,} stored messages and replies, {jobs} jobs "
-            f"and {counts['memories']} tool memories of yours. Jobs still running are not "
-            "deleted: /cancel them and ask again.")]
+            f"and {counts['memories']} tool memories of yours"
+            + (f", and {counts['telegram_messages']:,} delivered Telegram messages"
+               if counts.get("telegram_messages") else "")
+            + ". Jobs still running are not deleted: /cancel them and ask again.")]

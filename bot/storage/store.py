@@ -4,18 +4,33 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, delete, event, func, insert, select
+from sqlalchemy import text as sql_text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
-from bot.storage.models import Base, Chat, Event, ToolMemory, User, utcnow
+from bot.storage.models import (
+    Base,
+    Chat,
+    Event,
+    OutboxMessage,
+    ProgressMessage,
+    TelegramUpdate,
+    ToolMemory,
+    User,
+    utcnow,
+)
+
+#: Outgoing Telegram messages that will not be sent again.
+FINISHED_MESSAGES = ("sent", "failed", "uncertain")
 
 log = logging.getLogger(__name__)
 
@@ -60,10 +75,15 @@ class Store:
         self.url = url
         self.engine = make_engine(url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
-        # An in-memory SQLite database is one shared connection: one transaction at a time.
+        # SQLite: one transaction at a time in this process. An in-memory database is one shared
+        # connection; a file one has one writer at a time anyway, and a waiting writer in
+        # SQLite's busy handler sleeps in growing steps (up to 100 ms) after the lock is free,
+        # while a waiter on this lock goes on at once: the Telegram sender's records of what it
+        # sent must not wait behind that.
         self._serial: AbstractContextManager[Any] = (
-            threading.RLock() if isinstance(self.engine.pool, StaticPool) else nullcontext()
+            threading.RLock() if self.engine.dialect.name == "sqlite" else nullcontext()
         )
+        self._collecting = threading.local()
         if create:
             self.migrate()
 
@@ -101,8 +121,33 @@ class Store:
         """Append events in one transaction, touching their user and chat; returns their ids.
 
         The rows are committed (and, for SQLite, fsynced) before this returns. Text the
-        databases cannot hold (NUL, lone surrogates) is replaced by U+FFFD first.
+        databases cannot hold (NUL, lone surrogates) is replaced by U+FFFD first. Inside
+        :meth:`collecting_events` on this thread, the events are held back instead (and the
+        returned list is empty).
         """
+        held = getattr(self._collecting, "events", None)
+        if held is not None:
+            held.extend(events)
+            return []
+        with self.session() as session:
+            self.add_events(session, events)
+            return [item.id for item in events]
+
+    @contextmanager
+    def collecting_events(self) -> Iterator[list[Event]]:
+        """Hold back :meth:`append_events` calls made on this thread and collect their events,
+        so that the caller commits them with its own rows (:meth:`add_events`) in one
+        transaction: a Telegram update's log entries together with its replies."""
+        previous = getattr(self._collecting, "events", None)
+        collected: list[Event] = []
+        self._collecting.events = collected
+        try:
+            yield collected
+        finally:
+            self._collecting.events = previous
+
+    def add_events(self, session: Session, events: Sequence[Event]) -> None:
+        """Add events to ``session`` (flushed, so they have ids), touching users and chats."""
         now = utcnow()
         users: dict[str, str | None] = {}
         chats: dict[str, str] = {}
@@ -117,19 +162,17 @@ class Store:
                 username = (item.data or {}).get("username")
                 users[item.user_id] = username or users.get(item.user_id)
             chats.setdefault(item.chat_id, item.channel)
-        with self.session() as session:
-            # Sorted, so that two concurrent transactions lock rows in the same order.
-            for user_id in sorted(users):
-                self._touch_user(session, user_id, users[user_id], now)
-            for chat_id in sorted(chats):
-                self._touch_chat(session, chat_id, chats[chat_id], now)
-            session.add_all(events)
-            session.flush()
-            return [item.id for item in events]
+        # Sorted, so that two concurrent transactions lock rows in the same order.
+        for user_id in sorted(users):
+            self._touch_user(session, user_id, users[user_id], now)
+        for chat_id in sorted(chats):
+            self._touch_chat(session, chat_id, chats[chat_id], now)
+        session.add_all(events)
+        session.flush()
 
     def _touch_user(self, session: Session, user_id: str, username: str | None,
                     now: datetime) -> None:
-        upsert = _upsert_for(session)
+        upsert = dialect_insert(session)
         if upsert is None:
             user = session.get(User, user_id)
             if user is None:
@@ -147,7 +190,7 @@ class Store:
         session.execute(stmt)
 
     def _touch_chat(self, session: Session, chat_id: str, channel: str, now: datetime) -> None:
-        upsert = _upsert_for(session)
+        upsert = dialect_insert(session)
         if upsert is None:
             chat = session.get(Chat, chat_id)
             if chat is None:
@@ -189,29 +232,59 @@ class Store:
 
     def forget_user(self, user_id: str) -> dict[str, int]:
         """Delete what is stored of ``user_id``: their messages and the replies to them, what
-        tools remember in the chats only they wrote in, and their user row. (Their jobs are
-        :meth:`~bot.jobs.records.JobRecords.forget_user`'s.) Returns counts."""
+        tools remember and what Telegram delivered in the chats only they wrote in, and their
+        user row. (Their jobs are :meth:`~bot.jobs.records.JobRecords.forget_user`'s.) Messages
+        still waiting to be sent stay, so the reply to ``/forget_me`` itself arrives. Returns
+        counts."""
         with self.session() as session:
             chats = set(session.scalars(select(Event.chat_id).where(Event.user_id == user_id)))
+            # Delivery records (user "") belong to the chat, not to another person.
+            others = Event.user_id.not_in((user_id, ""))
             shared = set(session.scalars(select(Event.chat_id).where(
-                Event.chat_id.in_(chats), Event.user_id != user_id))) if chats else set()
+                Event.chat_id.in_(chats), others))) if chats else set()
             own_chats = (chats - shared) | {user_id}
-            events = session.execute(delete(Event).where(Event.user_id == user_id))
+            events = _rowcount(session.execute(delete(Event).where(Event.user_id == user_id)))
+            events += _rowcount(session.execute(delete(Event).where(
+                Event.chat_id.in_(own_chats), Event.user_id == "")))
             memories = session.execute(delete(ToolMemory).where(
                 ToolMemory.chat_id.in_(own_chats)))
+            telegram_chats = [int(chat) for chat in own_chats if chat.lstrip("-").isdigit()]
+            delivered = 0
+            if telegram_chats:
+                delivered += _rowcount(session.execute(delete(TelegramUpdate).where(
+                    TelegramUpdate.chat_id.in_(telegram_chats),
+                    TelegramUpdate.status != "pending")))
+                delivered += _rowcount(session.execute(delete(OutboxMessage).where(
+                    OutboxMessage.chat_id.in_(telegram_chats),
+                    OutboxMessage.status.in_(FINISHED_MESSAGES))))
+                session.execute(delete(ProgressMessage).where(
+                    ProgressMessage.chat_id.in_(telegram_chats)))
             session.execute(delete(User).where(User.id == user_id))
-            return {"events": _rowcount(events), "memories": _rowcount(memories)}
+            return {"events": events, "memories": _rowcount(memories),
+                    "telegram_messages": delivered}
 
     def forget_before(self, cutoff: datetime) -> int:
-        """Delete the events older than ``cutoff`` (the retention period); returns how many."""
+        """Delete the events, and the Telegram updates and messages that are done with, older
+        than ``cutoff`` (the retention period); returns how many events."""
         with self.session() as session:
+            session.execute(delete(TelegramUpdate).where(TelegramUpdate.received_at < cutoff,
+                                                         TelegramUpdate.status != "pending"))
+            session.execute(delete(OutboxMessage).where(
+                OutboxMessage.created_at < cutoff, OutboxMessage.status.in_(FINISHED_MESSAGES)))
             return _rowcount(session.execute(delete(Event).where(Event.timestamp < cutoff)))
+
+    def ping(self) -> float:
+        """One round trip to the database (``SELECT 1``); returns its seconds, or raises."""
+        started = time.perf_counter()
+        with self.session() as session:
+            session.execute(sql_text("SELECT 1"))
+        return time.perf_counter() - started
 
     def dispose(self) -> None:
         self.engine.dispose()
 
 
-def _upsert_for(session: Session) -> Any:
+def dialect_insert(session: Session) -> Any:
     """The dialect's ``insert`` with ``on_conflict_do_update``, or None where there is none."""
     name = session.get_bind().dialect.name
     if name == "sqlite":

@@ -2,8 +2,12 @@
 
 It speaks enough of the Bot API for python-telegram-bot to long-poll it: ``getUpdates`` with
 offsets and timeouts, the send/edit methods, ``getFile`` and file downloads. Every call is
-recorded (with its arrival time), tests push updates in, and faults (flood waits, 502s,
-dropped connections) can be injected. Unknown methods answer ``true`` and are recorded too.
+recorded (with its arrival time), and so is every call the server carried out (:meth:`answered`:
+what a user would see). Tests push updates in and inject faults: one-off flood waits, 502s and
+dropped connections (:meth:`inject_fault`), timed outages of a method with a given status
+(:meth:`outage`: 5xx, or 401/404 for a dead token), answers that hang after the work is done
+(:meth:`hang`), and a switch that brings the server back (:meth:`restore`). Unknown methods
+answer ``true`` and are recorded too.
 """
 
 from __future__ import annotations
@@ -82,6 +86,31 @@ class _Fault:
 
 
 @dataclass
+class _Outage:
+    """Calls of ``method`` from ``start`` until ``end`` (monotonic; None: until restored)."""
+
+    method: str
+    status: int
+    start: float
+    end: float | None
+
+
+@dataclass
+class _Hang:
+    """Calls of ``method`` are carried out, then answered ``seconds`` late (``times`` calls;
+    None: every one until restored)."""
+
+    method: str
+    seconds: float
+    times: int | None
+
+
+_REASONS = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
+            409: "Conflict", 429: "Too Many Requests", 500: "Internal Server Error",
+            502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout"}
+
+
+@dataclass
 class _State:
     token: str
     updates: list[dict[str, Any]] = field(default_factory=list)
@@ -90,6 +119,10 @@ class _State:
     files: dict[str, tuple[str, bytes, int | None]] = field(default_factory=dict)
     faults: list[_Fault] = field(default_factory=list)
     faults_fired: list[tuple[str, str]] = field(default_factory=list)
+    outages: list[_Outage] = field(default_factory=list)
+    hangs: list[_Hang] = field(default_factory=list)
+    answered: list[ApiCall] = field(default_factory=list)
+    texts: dict[tuple[int, int], str] = field(default_factory=dict)  # (chat, message) -> text
     webhook: dict[str, str] = field(default_factory=dict)
     stopping: bool = False
     cond: threading.Condition = field(default_factory=threading.Condition)
@@ -193,17 +226,43 @@ class FakeBotApi:
         with self.state.cond:
             self.state.faults.append(_Fault(method, kind, times))
 
-    def deliver_via_webhook(self, payload: dict[str, Any]) -> int:
-        """POST an update to the webhook the bot registered, as Telegram would; the status."""
-        update_id = next(self._update_ids)
+    def outage(self, method: str, status: int, seconds: float | None = None, *,
+               after: float = 0.0) -> None:
+        """Answer every call of ``method`` with HTTP ``status`` (500, 502, 401, 404...) from
+        ``after`` seconds from now, for ``seconds`` (None: until :meth:`restore`)."""
+        start = time.monotonic() + after
+        with self.state.cond:
+            self.state.outages.append(_Outage(method, status, start,
+                                              None if seconds is None else start + seconds))
+
+    def hang(self, method: str, seconds: float, times: int | None = None) -> None:
+        """Carry out calls of ``method`` at once but answer them ``seconds`` late, as a slow
+        Telegram does (the message is sent; the client only learns it later)."""
+        with self.state.cond:
+            self.state.hangs.append(_Hang(method, seconds, times))
+
+    def restore(self, method: str | None = None) -> None:
+        """Bring the server back: end every outage and hang (of ``method``, or all)."""
+        with self.state.cond:
+            self.state.outages = [o for o in self.state.outages
+                                  if method is not None and o.method != method]
+            self.state.hangs = [h for h in self.state.hangs
+                                if method is not None and h.method != method]
+
+    def deliver_via_webhook(self, payload: dict[str, Any], *, url: str | None = None,
+                            update_id: int | None = None) -> int:
+        """POST an update to the webhook the bot registered (or to ``url``), as Telegram would;
+        the HTTP status. Pass the ``update_id`` of an earlier update to deliver it again."""
+        if update_id is None:
+            update_id = next(self._update_ids)
         body = json.dumps({"update_id": update_id, **payload}).encode()
         request = urllib.request.Request(
-            self.state.webhook["url"], data=body, method="POST",
+            url or self.state.webhook["url"], data=body, method="POST",
             headers={"Content-Type": "application/json",
                      "X-Telegram-Bot-Api-Secret-Token": self.state.webhook.get("secret", "")},
         )
-        self.state.delivered_at[update_id] = time.monotonic()
-        with urllib.request.urlopen(request, timeout=10) as response:
+        self.state.delivered_at.setdefault(update_id, time.monotonic())
+        with urllib.request.urlopen(request, timeout=30) as response:
             return int(response.status)
 
     # --- what tests read back ----------------------------------------------------------------
@@ -229,11 +288,40 @@ class FakeBotApi:
         """The texts of every sendMessage to ``chat_id``, in order."""
         return [c.text for c in self.calls("sendMessage", chat_id)]
 
+    def answered(self, method: str | None = None, chat_id: int | None = None) -> list[ApiCall]:
+        """The calls the server carried out (a message a user would see), in order."""
+        with self.state.cond:
+            calls = list(self.state.answered)
+        return [c for c in calls if (method is None or c.method == method)
+                and (chat_id is None or c.chat_id == chat_id)]
+
+    def sent_texts(self, chat_id: int) -> list[str]:
+        """The texts of the messages really sent to ``chat_id`` (failed calls left out)."""
+        return [c.text for c in self.answered("sendMessage", chat_id)]
+
     def delivered(self, update_id: int) -> float | None:
         with self.state.cond:
             return self.state.delivered_at.get(update_id)
 
     # --- the Bot API -------------------------------------------------------------------------
+
+    def _outage(self, method: str) -> int | None:
+        now = time.monotonic()
+        with self.state.cond:
+            for outage in self.state.outages:
+                if (outage.method == method and outage.start <= now
+                        and (outage.end is None or now < outage.end)):
+                    return outage.status
+        return None
+
+    def _hang(self, method: str) -> float:
+        with self.state.cond:
+            for hang in self.state.hangs:
+                if hang.method == method and (hang.times is None or hang.times > 0):
+                    if hang.times is not None:
+                        hang.times -= 1
+                    return hang.seconds
+        return 0.0
 
     def _take_fault(self, method: str) -> str | None:
         with self.state.cond:
@@ -284,9 +372,19 @@ class FakeBotApi:
             if utf16_length(text) > TEXT_LIMIT:
                 raise _ApiError(400, "Bad Request: message is too long")
             if method == "editMessageText":
-                return {**self._message(chat_id, text=text),
-                        "message_id": int(params["message_id"])}
-            return self._message(chat_id, text=text)
+                key = (chat_id, int(params["message_id"]))
+                with self.state.cond:
+                    shown = self.state.texts.get(key)
+                    if shown is None:
+                        raise _ApiError(400, "Bad Request: message to edit not found")
+                    if shown == text:
+                        raise _ApiError(400, "Bad Request: message is not modified")
+                    self.state.texts[key] = text
+                return {**self._message(chat_id, text=text), "message_id": key[1]}
+            message = self._message(chat_id, text=text)
+            with self.state.cond:
+                self.state.texts[(chat_id, message["message_id"])] = text
+            return message
         if method in {"sendPhoto", "sendDocument", "sendAnimation"}:
             field_name = {"sendPhoto": "photo", "sendDocument": "document",
                           "sendAnimation": "animation"}[method]
@@ -389,12 +487,22 @@ class _Handler(BaseHTTPRequestHandler):
                                   "description": "Too Many Requests: retry after 1",
                                   "parameters": {"retry_after": 1}})
             return
+        status = self.api._outage(method)
+        if status is not None:
+            reason = _REASONS.get(status, "Error")
+            self._send_json(status, {"ok": False, "error_code": status, "description": reason})
+            return
         try:
             result = self.api._answer(method, params, files)
         except _ApiError as exc:
             self._send_json(exc.code, {"ok": False, "error_code": exc.code,
                                        "description": exc.description})
             return
+        with self.api.state.cond:
+            self.api.state.answered.append(call)
+        delay = self.api._hang(method)
+        if delay:
+            time.sleep(delay)  # done, but the client hears of it late (or never)
         self._send_json(200, {"ok": True, "result": result})
 
     def _read_body(self) -> bytes:

@@ -81,15 +81,19 @@ class RunningBot:
         return self.stderr_path.read_text(encoding="utf-8", errors="replace")
 
 
-def _start(api: FakeBotApi, workdir: Path, *args: str) -> RunningBot:
+def _start(api: FakeBotApi, workdir: Path, *args: str,
+           env: dict[str, str] | None = None) -> RunningBot:
+    """Start ``amlbot telegram`` on ``workdir/data``; a second start there is a restart (its
+    log is appended to the first's)."""
     workdir.mkdir(parents=True, exist_ok=True)
     stderr_path = workdir / "bot.stderr"
     data_dir = workdir / "data"
-    process = subprocess.Popen(
-        [*_amlbot(), "--verbose", "telegram", *args],
-        env=_bot_env(api, data_dir), cwd=workdir,
-        stdout=subprocess.DEVNULL, stderr=stderr_path.open("wb"),
-    )
+    with stderr_path.open("ab") as stderr:
+        process = subprocess.Popen(
+            [*_amlbot(), "--verbose", "telegram", *args],
+            env=_bot_env(api, data_dir, **(env or {})), cwd=workdir,
+            stdout=subprocess.DEVNULL, stderr=stderr,
+        )
     return RunningBot(api, process, stderr_path, data_dir)
 
 

@@ -16,7 +16,8 @@ from bot.channels.telegram import (
     split_text,
     telegram_length,
 )
-from bot.core.messages import ProgressHandle
+from bot.channels.telegram_render import CAPTION_LIMIT, render
+from bot.core.messages import ImageReply, ProgressEdit, ProgressHandle, ProgressReply, TextReply
 from tests.support.fake_bot_api import png_bytes
 from tests.support.skills import long_text
 
@@ -161,3 +162,47 @@ def test_a_failing_edit_does_not_stop_the_relay() -> None:
     asyncio.run(run())
     assert len(attempts) == 2
     assert "✗" in attempts[-1]
+
+
+# --- rendering replies as messages -----------------------------------------------------------
+
+
+def test_a_short_answer_is_sent_as_it_is() -> None:
+    handle = ProgressHandle("Training")
+    rendered = render([TextReply("hello"), ImageReply(png_bytes(), caption="a plot"),
+                       ProgressReply(handle)], max_messages=5)
+    assert [(i.kind, i.text, i.reply) for i in rendered.items] == [
+        ("text", "hello", 0), ("photo", "a plot", 1), ("progress", handle.render(), 2)]
+    assert rendered.handles == [handle]
+
+
+def test_a_long_answer_takes_at_most_max_messages_and_ends_with_all_of_it_as_a_file() -> None:
+    text = long_text(30_000)  # 8 messages' worth
+    replies = [TextReply(text), ImageReply(png_bytes(), caption="late plot")]
+    rendered = render(replies, max_messages=5)
+    assert len(rendered.items) == 5
+    assert [i.kind for i in rendered.items] == ["text"] * 4 + ["document"]
+    shown = "".join(i.text for i in rendered.items[:4])
+    assert text.startswith(shown)
+    document = rendered.items[-1]
+    assert document.filename == "answer.txt" and document.data is not None
+    whole = document.data.decode("utf-8")
+    assert text in whole and "late plot" in whole
+    assert "1 picture or file did not fit" in document.text
+    assert telegram_length(document.text) <= CAPTION_LIMIT
+
+
+def test_captions_too_long_continue_as_text_and_gifs_go_as_animations() -> None:
+    caption = "word " * 400  # 2,000 characters
+    rendered = render([ImageReply(b"GIF89a...", caption=caption, filename="run.gif")],
+                      max_messages=5)
+    assert [i.kind for i in rendered.items] == ["animation", "text"]
+    assert rendered.items[0].text + rendered.items[1].text == caption
+
+
+def test_a_progress_edit_becomes_an_edit_of_its_handle() -> None:
+    [item] = render([ProgressEdit("job-42", "✗ stopped: the bot restarted")],
+                    max_messages=5).items
+    assert (item.kind, item.progress_id, item.text) == ("edit", "job-42",
+                                                        "✗ stopped: the bot restarted")
+    assert render([TextReply("  \n ")], max_messages=5).items == []  # blank: nothing to send
