@@ -10,6 +10,7 @@ import pytest
 
 from nlp_core.corpora import load_so_tags
 from nlp_core.evaluation.tags import f1_scores
+from nlp_core.integrity import DamagedModelError, write_manifest
 from nlp_core.tags import (
     LANGUAGES,
     TagClassifier,
@@ -102,8 +103,13 @@ def test_save_load_roundtrip_and_version(model: TagClassifier, tmp_path: Path) -
     loaded = TagClassifier.load(tmp_path / "tags")
     assert loaded.predict(titles) == model.predict(titles)
     np.testing.assert_allclose(loaded.predict_proba(titles), model.predict_proba(titles))
+    # A model an older release wrote, intact (its manifest matches), is refused by version;
+    # the same edit without a matching manifest is refused as damaged.
     stamp["version"] = "0"
     (tmp_path / "tags" / "model.json").write_text(json.dumps(stamp))
+    with pytest.raises(DamagedModelError, match="model.json"):
+        TagClassifier.load(tmp_path / "tags")
+    write_manifest(tmp_path / "tags")
     with pytest.raises(ValueError, match="not a tags"):
         TagClassifier.load(tmp_path / "tags")
 
