@@ -13,6 +13,7 @@ import functools
 import inspect
 import itertools
 import logging
+import os
 import threading
 import time
 from collections import deque
@@ -235,6 +236,18 @@ class _Stats:
     loaded_from_cache: bool = False
 
 
+def lower_priority(nice: int) -> None:
+    """Raise the calling thread's nice value by ``nice`` (Linux threads have their own; threads
+    it starts inherit it). Elsewhere, or when refused, nothing changes."""
+    if nice <= 0 or not hasattr(os, "setpriority"):
+        return
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + nice))
+    except OSError as error:
+        log.debug("could not lower the model thread's priority: %s", error)
+
+
 class LLMService:
     """The instruction model, loaded once and shared by every chat.
 
@@ -245,7 +258,9 @@ class LLMService:
     ``timeout_s`` is each request's default generation budget. ``max_queued_per_user``
     requests (waiting or running) per user, ``max_queue`` in all. ``workers`` generate side
     by side (each on its own thread). ``cache_dir`` keeps the converted model (see
-    :func:`~nlp_core.llm.loading.load_model`).
+    :func:`~nlp_core.llm.loading.load_model`). ``nice`` lowers the loading and generating
+    threads' CPU priority (Linux), so on a few busy cores the retrieval answers and the rest of
+    the process come first; 0 leaves it alone.
 
     Nothing loads until :meth:`start`; requests submitted before the model is ready wait.
     """
@@ -253,7 +268,8 @@ class LLMService:
     def __init__(self, model: Path | str | ModelSource | LoadedModel, *, dtype: str = "int8",
                  threads: int = 1, max_new_tokens: int = 200, timeout_s: float = 30.0,
                  max_queued_per_user: int = 2, max_queue: int = 32, workers: int = 1,
-                 cache_dir: Path | None = None, max_prompt_tokens: int = 1536) -> None:
+                 cache_dir: Path | None = None, max_prompt_tokens: int = 1536,
+                 nice: int = 10) -> None:
         if max_new_tokens < 1 or timeout_s <= 0 or max_queued_per_user < 1 or workers < 1:
             raise ValueError("max_new_tokens, timeout_s, max_queued_per_user and workers "
                              "must be positive")
@@ -266,6 +282,7 @@ class LLMService:
         self.workers = workers
         self.cache_dir = cache_dir
         self.max_prompt_tokens = max_prompt_tokens
+        self.nice = nice
         self._model_arg = model
         self._loaded: LoadedModel | None = model if isinstance(model, LoadedModel) else None
         self._cond = threading.Condition()
@@ -276,18 +293,22 @@ class LLMService:
         self._threads: list[threading.Thread] = []
         self._ready = threading.Event()
         self._closed = False
+        self._closing = threading.Event()
         self._error: str | None = None
         self._stats = _Stats()
 
     # --- life cycle --------------------------------------------------------------------------
-    def start(self, progress: Progress | None = None, *, wait: bool = False) -> LLMService:
-        """Load the model in a background thread, then serve. With ``wait``, block until the
-        model is ready and raise :class:`ServiceUnavailable` if it failed to load."""
+    def start(self, progress: Progress | None = None, *, wait: bool = False,
+              after_s: float = 0.0) -> LLMService:
+        """Load the model in a background thread, then serve. ``after_s``: begin loading that
+        many seconds later (requests wait meanwhile), so that a process's first replies do not
+        share the interpreter with the model's imports. With ``wait``, block until the model
+        is ready and raise :class:`ServiceUnavailable` if it failed to load."""
         with self._cond:
             if self._closed:
                 raise ServiceUnavailable("the model service is closed")
             if not self._threads:
-                loader = threading.Thread(target=self._load_and_serve, args=(progress,),
+                loader = threading.Thread(target=self._load_and_serve, args=(progress, after_s),
                                           name="llm-load", daemon=True)
                 self._threads.append(loader)
                 loader.start()
@@ -321,6 +342,7 @@ class LLMService:
         token, and the worker threads end. Idempotent."""
         with self._cond:
             self._closed = True
+            self._closing.set()
             waiting = list(self._pending)
             self._pending.clear()
             for handle in self._running:
@@ -332,7 +354,9 @@ class LLMService:
                       running=False)
         current = threading.current_thread()
         for thread in list(self._threads):
-            if thread is not current:
+            # A load still under way is not waited for (its thread is a daemon, and serves
+            # nothing once it sees the service closed): quitting never waits for a model.
+            if thread is not current and thread.name != "llm-load":
                 thread.join(timeout)
 
     def __enter__(self) -> LLMService:
@@ -432,7 +456,10 @@ class LLMService:
         handle._finish(generation)
 
     # --- workers -----------------------------------------------------------------------------
-    def _load_and_serve(self, progress: Progress | None) -> None:
+    def _load_and_serve(self, progress: Progress | None, after_s: float = 0.0) -> None:
+        if after_s > 0 and self._closing.wait(after_s):
+            return
+        lower_priority(self.nice)  # the workers started below inherit it
         try:
             if self._loaded is None:
                 source = self._model_arg
@@ -454,6 +481,8 @@ class LLMService:
         workers = [threading.Thread(target=self._serve, name=f"llm-worker-{i}", daemon=True)
                    for i in range(self.workers)]
         with self._cond:
+            if self._closed:
+                return
             self._threads.extend(workers)
         for worker in workers:
             worker.start()

@@ -12,6 +12,7 @@ import pytest
 
 from bot.app import workspace
 from bot.settings import Settings
+from indexes.persistence import sha256_file
 from nlp_core.integrity import DamagedModelError, verify_manifest, write_manifest
 from nlp_core.intent import load_or_train_intent
 from nlp_core.threads import load_or_build_thread_index
@@ -33,6 +34,29 @@ def test_the_manifest_names_a_missing_truncated_or_changed_file(tmp_path: Path) 
     (tmp_path / "a.bin").unlink()
     with pytest.raises(DamagedModelError, match=r"a.bin is damaged \(missing\)\. fix it"):
         verify_manifest(tmp_path, "fix it")
+
+
+def test_an_unchanged_file_is_hashed_once_and_a_changed_one_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import nlp_core.integrity as integrity
+
+    (tmp_path / "a.bin").write_bytes(b"x" * 100)
+    write_manifest(tmp_path)
+    hashed: list[str] = []
+    monkeypatch.setattr(integrity, "sha256_file",
+                        lambda path: hashed.append(path.name) or sha256_file(path))
+    verify_manifest(tmp_path, "fix it")
+    assert hashed == ["a.bin"] and not (tmp_path / integrity.VERIFIED).exists()  # just written
+    monkeypatch.setattr(integrity, "_RACY_S", 0.0)  # as if written long ago
+    verify_manifest(tmp_path, "fix it")
+    verify_manifest(tmp_path, "fix it")
+    assert hashed == ["a.bin", "a.bin"]  # trusted by its stat from then on
+    (tmp_path / "a.bin").write_bytes(b"y" * 100)  # same size; the stat changes with it
+    os.utime(tmp_path / "a.bin", ns=(1, 1))
+    with pytest.raises(DamagedModelError, match="checksum mismatch"):
+        verify_manifest(tmp_path, "fix it")
+    write_manifest(tmp_path)  # a new manifest forgets what was verified
+    assert not (tmp_path / integrity.VERIFIED).exists()
 
 
 @pytest.fixture()

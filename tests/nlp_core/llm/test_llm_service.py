@@ -160,3 +160,30 @@ def test_the_cached_int8_model_generates_what_the_converted_one_did(
     with LLMService(smollm2) as first, LLMService(again) as second:
         assert first.generate(prompt, timeout=60).raw == second.generate(prompt,
                                                                          timeout=60).raw
+
+
+def test_a_delayed_load_waits_and_closing_never_waits_for_it(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.gguf"  # would fail at once if it were loaded
+    broken.write_bytes(b"GGUF\x03\x00\x00\x00" + b"\x00" * 8)
+    service = LLMService(broken).start(after_s=600)
+    waiting = service.submit(_prompt(2))
+    assert not service.wait_ready(timeout=0.2)  # not loaded, and not failed either
+    service.close()
+    (loader,) = [t for t in threading.enumerate() if t.name == "llm-load"]
+    loader.join(timeout=10)
+    assert not loader.is_alive()  # it stopped waiting when the service closed
+    assert waiting.result(timeout=5).finish == "cancelled"
+    assert not service.wait_ready(timeout=0)  # and it never loaded
+
+
+def test_the_model_threads_run_at_a_lower_priority(smollm2: LoadedModel) -> None:
+    import os
+
+    seen: list[int] = []
+    service = LLMService(smollm2, nice=5)
+    handle = service.submit(_prompt(2), on_text=lambda _text: seen.append(
+        os.getpriority(os.PRIO_PROCESS, threading.get_native_id())))
+    service.start(wait=True)
+    assert handle.result(timeout=120).text
+    service.close()
+    assert seen and seen[0] == os.getpriority(os.PRIO_PROCESS, 0) + 5

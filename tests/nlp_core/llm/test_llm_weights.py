@@ -181,3 +181,24 @@ def test_a_transformers_directory_needs_safetensors(tmp_path: Path) -> None:
     empty.mkdir()
     with pytest.raises(WeightsError, match="0 .gguf files"):
         resolve_model(empty)
+
+
+def test_a_checked_gguf_file_is_not_parsed_again_until_it_changes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import nlp_core.integrity as integrity
+    import nlp_core.llm.weights as weights
+
+    path = _tiny_gguf(tmp_path / "tiny.gguf")
+    checked = tmp_path / "cache" / "checked.json"
+    parsed: list[Path] = []
+    real_check = weights.check_gguf
+    monkeypatch.setattr(weights, "check_gguf", lambda p: parsed.append(p) or real_check(p))
+    resolve_model(path, checked=checked)
+    assert not checked.exists()  # a file written a moment ago is never trusted by its stat
+    monkeypatch.setattr(integrity, "_RACY_S", 0.0)
+    resolve_model(path, checked=checked)
+    resolve_model(path, checked=checked)
+    assert len(parsed) == 2 and checked.is_file()
+    path.write_bytes(path.read_bytes()[:200])  # cut short after it was checked
+    with pytest.raises(WeightsError, match="truncated"):
+        resolve_model(path, checked=checked)
