@@ -62,11 +62,12 @@ def mixed_messages(settings: Settings, n: int, seed: int = 7) -> list[tuple[str,
     rng = random.Random(seed)
     titles = load_titles(require("so_tags/unlabeled.tsv", settings))
     chat = [p.prompt for _, p in zip(range(5000), chitchat_dataset_pairs(), strict=False)]
-    # Heavy tools: the bench users are not admins, so these are routed and refused, and no
-    # job process competes with the measurement.
-    tools = ["train a DQN on CartPole for 20k steps", "run value iteration on FrozenLake",
-             "fit a gaussian mixture with EM", "show me LDA topics of the titles",
-             "train a variational autoencoder on mnist"]
+    # Heavy tools only: the bench users are not admins, so these are routed and refused, and
+    # no job process competes with the measurement (light ones, such as value iteration or
+    # EM, would start a job for anyone).
+    tools = ["train a DQN on CartPole for 20k steps", "sample a posterior with MCMC",
+             "tune hyperparameters with bayesian optimisation",
+             "show me LDA topics of the titles", "train a variational autoencoder on mnist"]
     commands = ["/help", "/about", "/history 5", "/tools", "/nonsense"]
     messages = []
     for i in range(n):
@@ -110,6 +111,15 @@ def pad_index(nlp: Any, settings: Settings, size: int) -> int:
         index.add(noisy.astype(np.float32),
                   [ThreadMeta(None, t, ("ubuntu",), "askubuntu-noisy") for t in titles[:take]])
     return len(index)
+
+
+def _job_count(assistant: Any) -> int:
+    from sqlalchemy import func, select
+
+    from bot.storage.models import Job
+
+    with assistant.store.session() as session:
+        return int(session.scalar(select(func.count()).select_from(Job)) or 0)
 
 
 def _run_mix(assistant: Any, messages: list[tuple[str, str]], warmup: int,
@@ -189,7 +199,18 @@ def measure_answers(settings: Settings, n: int = 1000, index_size: int = 100_000
     result = AnswerResult(index_size=size)
     messages = mixed_messages(settings, n + warmup)
     progress(f"{n} messages, generation off")
+    jobs_before = _job_count(assistant)
     result.latencies_ms = _run_mix(assistant, messages, warmup, "bench")
+    if _job_count(assistant) != jobs_before:
+        raise RuntimeError("the mix started jobs: their processes would share the cores with "
+                           "the answers measured")
+    programming = [text for route, text in messages if route == "programming"]
+    if generate:
+        # The same burst without the model: what 20 answers at once cost on these cores.
+        progress("20 chats ask at once, generation off")
+        off = _burst(assistant, programming[:20], watch_s=0.0)
+        result.extra.update({"burst_off_retrieval_p50_ms": off["burst_retrieval_p50_ms"],
+                             "burst_off_retrieval_max_ms": off["burst_retrieval_max_ms"]})
     assistant.close()
     if not generate:
         result.rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -215,7 +236,6 @@ def measure_answers(settings: Settings, n: int = 1000, index_size: int = 100_000
                                         if not k.startswith(("first_token_ms", "completion"))},
     })
     assistant = build_assistant(loud, store=store, nlp=nlp, generator=generator)
-    programming = [text for route, text in messages if route == "programming"]
     progress("20 chats ask at once")
     result.extra.update(_burst(assistant, programming[:20]))
     progress(f"{n} messages, generation on")
