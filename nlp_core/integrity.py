@@ -100,8 +100,9 @@ def read_stat_cache(path: Path) -> dict[str, list[object]]:
 
 
 def write_stat_cache(path: Path, cache: dict[str, list[object]]) -> None:
-    """Best effort: where it cannot be written (a read-only dir), files are read again."""
-    tmp = path.with_name(path.name + ".tmp")
+    """Best effort: where it cannot be written (a read-only dir), files are read again. Each
+    process writes its own temporary file, so bot processes sharing a data dir never mix."""
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp.write_text(json.dumps(cache))
