@@ -290,7 +290,8 @@ class LLMService:
         self._running: set[GenerationHandle] = set()
         self._per_user: dict[str, int] = {}
         self._ids = itertools.count(1)
-        self._threads: list[threading.Thread] = []
+        self._loader: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []  # the workers
         self._ready = threading.Event()
         self._closed = False
         self._closing = threading.Event()
@@ -307,11 +308,11 @@ class LLMService:
         with self._cond:
             if self._closed:
                 raise ServiceUnavailable("the model service is closed")
-            if not self._threads:
-                loader = threading.Thread(target=self._load_and_serve, args=(progress, after_s),
-                                          name="llm-load", daemon=True)
-                self._threads.append(loader)
-                loader.start()
+            if self._loader is None:
+                self._loader = threading.Thread(target=self._load_and_serve,
+                                                args=(progress, after_s), name="llm-load",
+                                                daemon=True)
+                self._loader.start()
         if wait:
             self.wait_ready()
             if self._error is not None:
@@ -354,9 +355,9 @@ class LLMService:
                       running=False)
         current = threading.current_thread()
         for thread in list(self._threads):
-            # A load still under way is not waited for (its thread is a daemon, and serves
-            # nothing once it sees the service closed): quitting never waits for a model.
-            if thread is not current and thread.name != "llm-load":
+            # The loader is not waited for (a daemon that serves nothing once it sees the
+            # service closed): quitting never waits for a model to load.
+            if thread is not current:
                 thread.join(timeout)
 
     def __enter__(self) -> LLMService:

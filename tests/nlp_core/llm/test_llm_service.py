@@ -169,7 +169,8 @@ def test_a_delayed_load_waits_and_closing_never_waits_for_it(tmp_path: Path) -> 
     waiting = service.submit(_prompt(2))
     assert not service.wait_ready(timeout=0.2)  # not loaded, and not failed either
     service.close()
-    (loader,) = [t for t in threading.enumerate() if t.name == "llm-load"]
+    loader = service._loader
+    assert loader is not None
     loader.join(timeout=10)
     assert not loader.is_alive()  # it stopped waiting when the service closed
     assert waiting.result(timeout=5).finish == "cancelled"
