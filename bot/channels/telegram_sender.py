@@ -10,7 +10,7 @@ import contextvars
 import datetime as dt
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import httpx
@@ -36,24 +36,48 @@ DbCall = Callable[..., Awaitable[Any]]
 MEDIA_KINDS = {"photo": "photo", "animation": "animation", "document": "document"}
 
 
-#: Called once the request now being made has been written whole to the socket: from then
-#: on Telegram has it (or will), even if this process dies before the answer comes.
+#: Awaited when the request now being made has been written to the socket but for its last
+#: byte, which is written once it returns. A process that dies while it runs leaves Telegram
+#: an unfinished request, which no HTTP server acts on; once it has returned, Telegram has
+#: the request (or will), even if this process dies before the answer comes.
 ON_WRITTEN: contextvars.ContextVar[Callable[[], Awaitable[None]] | None] = (
     contextvars.ContextVar("amlbot_on_written", default=None))
 
 
+class _HoldLastByte(httpx.AsyncByteStream):
+    """A request body that holds back its last byte until ``before_last`` has returned."""
+
+    def __init__(self, body: httpx.AsyncByteStream, before_last: Callable[[], Awaitable[None]]
+                 ) -> None:
+        self.body, self.before_last = body, before_last
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        held = b""
+        async for chunk in self.body:
+            if not chunk:
+                continue
+            if held:
+                yield held
+            held = chunk
+        if len(held) > 1:
+            yield held[:-1]
+        await self.before_last()
+        if held:
+            yield held[-1:]
+
+    async def aclose(self) -> None:
+        await self.body.aclose()
+
+
 class WriteAwareTransport(httpx.AsyncHTTPTransport):
-    """An HTTP transport that tells :data:`ON_WRITTEN` when a request body has been sent
-    (httpcore's ``trace``), so that a send is recorded as in flight only once it truly is."""
+    """An HTTP transport that lets :data:`ON_WRITTEN` record a send as in flight in the
+    instant before the request is complete, so that a crash can neither leave a request
+    Telegram acted on unrecorded nor one it never got recorded as sent (but for that instant)."""
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         written = ON_WRITTEN.get()
         if written is not None:
-            async def trace(event: str, _info: dict[str, Any]) -> None:
-                if event.endswith("send_request_body.complete"):
-                    await written()
-
-            request.extensions = {**request.extensions, "trace": trace}
+            request.stream = _HoldLastByte(request.stream, written)  # type: ignore[arg-type]
         return await super().handle_async_request(request)
 
 
@@ -237,11 +261,11 @@ class Sender:
     async def _deliver(self, row: Outgoing) -> bool:
         """Send one message until it is sent or refused; False when the chat is closed to us.
 
-        The message is recorded ``sending`` once its request has been written whole, and its
+        The message is recorded ``sending`` while its request waits for its last byte, and its
         outcome right after the answer, a send slot held all along. A crash thus leaves at
         most ``concurrency`` messages whose fate is unknown (``sending``: Telegram got the
-        request), and a message still ``pending`` was never handed to Telegram, or only in
-        the instant before that record.
+        request, unless the crash fell in the instant between that record and the last
+        byte), and a message still ``pending`` never reached Telegram whole.
         """
         while True:
             await self.backoff.wait()

@@ -290,8 +290,8 @@ class DeliveryStore:
         session.add(_delivery_event(row, "undelivered", utcnow(), error=row.error))
 
     def mark_sending(self, row_id: int) -> bool:
-        """Record that a message's request has been written to Telegram and its answer is
-        awaited (False: it was not pending, or not ours).
+        """Record that a message's request is about to be complete at Telegram (all but its
+        last byte is written) and its answer is awaited (False: it was not pending, or not ours).
 
         A message left ``sending`` by a process that died has most likely reached Telegram,
         which offers no way to ask: see :meth:`adopt`."""

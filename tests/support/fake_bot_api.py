@@ -465,6 +465,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         given, _, method = path[len("/bot"):].partition("/")
         body = self._read_body()
+        if body is None:  # the client went away mid-request: like any HTTP server, do nothing
+            self.close_connection = True
+            return
         if given != token:
             self._send_json(401, {"ok": False, "error_code": 401,
                                   "description": "Unauthorized"})
@@ -505,9 +508,11 @@ class _Handler(BaseHTTPRequestHandler):
             time.sleep(delay)  # done, but the client hears of it late (or never)
         self._send_json(200, {"ok": True, "result": result})
 
-    def _read_body(self) -> bytes:
+    def _read_body(self) -> bytes | None:
+        """The request body, or None when the connection closed before all of it came."""
         length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length else b""
+        body = self.rfile.read(length) if length else b""
+        return body if len(body) == length else None
 
     def _parse(self, body: bytes) -> tuple[dict[str, str], dict[str, Upload]]:
         content_type = self.headers.get("Content-Type", "")

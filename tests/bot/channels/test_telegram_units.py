@@ -6,8 +6,12 @@ import asyncio
 import threading
 import time
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from telegram import Bot
+from telegram.error import NetworkError
+from telegram.request import HTTPXRequest
 
 from bot.channels.telegram import (
     TEXT_LIMIT,
@@ -17,8 +21,9 @@ from bot.channels.telegram import (
     telegram_length,
 )
 from bot.channels.telegram_render import CAPTION_LIMIT, render
+from bot.channels.telegram_sender import ON_WRITTEN, sending_transport
 from bot.core.messages import ImageReply, ProgressEdit, ProgressHandle, ProgressReply, TextReply
-from tests.support.fake_bot_api import png_bytes
+from tests.support.fake_bot_api import FakeBotApi, png_bytes
 from tests.support.skills import long_text
 
 # --- splitting -------------------------------------------------------------------------------
@@ -206,3 +211,59 @@ def test_a_progress_edit_becomes_an_edit_of_its_handle() -> None:
     assert (item.kind, item.progress_id, item.text) == ("edit", "job-42",
                                                         "✗ stopped: the bot restarted")
     assert render([TextReply("  \n ")], max_messages=5).items == []  # blank: nothing to send
+
+
+# --- the last byte of a send waits for its record ----------------------------------------------
+
+
+def _sending_bot(api: FakeBotApi) -> Bot:
+    request = HTTPXRequest(httpx_kwargs={"transport": sending_transport(1)})
+    return Bot("123:abc", base_url=api.base_url, request=request)
+
+
+def test_a_send_is_recorded_before_telegram_has_it_whole() -> None:
+    seen_by_server: list[int] = []
+
+    async def run(api: FakeBotApi) -> int:
+        async def written() -> None:
+            await asyncio.sleep(0.3)  # a slow database: the server must still be waiting
+            seen_by_server.append(len(api.answered("sendMessage")))
+
+        async with _sending_bot(api) as bot:
+            token = ON_WRITTEN.set(written)
+            try:
+                message = await bot.send_message(7, "hello there")
+            finally:
+                ON_WRITTEN.reset(token)
+        return message.message_id
+
+    with FakeBotApi("123:abc") as api:
+        message_id = asyncio.run(run(api))
+        sent = api.answered("sendMessage")
+    assert seen_by_server == [0]
+    assert [call.params["text"] for call in sent] == ["hello there"]  # not cut by a byte
+    assert message_id >= 1000
+
+
+def test_a_process_that_dies_while_recording_leaves_telegram_nothing() -> None:
+    class Died(Exception):
+        pass
+
+    async def run(api: FakeBotApi) -> None:
+        async def written() -> None:
+            raise Died  # the process stops here: the last byte is never written
+
+        async with _sending_bot(api) as bot:
+            token = ON_WRITTEN.set(written)
+            try:
+                await bot.send_message(7, "never whole")
+            finally:
+                ON_WRITTEN.reset(token)
+
+    with FakeBotApi("123:abc") as api:
+        with pytest.raises(NetworkError, match="Died"):
+            asyncio.run(run(api))
+        deadline = time.monotonic() + 2
+        while time.monotonic() < deadline and not api.calls("sendMessage"):
+            time.sleep(0.05)
+        assert api.answered("sendMessage") == []
