@@ -13,11 +13,12 @@ def chat(
     ),
 ) -> None:
     """Chat in the console. Pipe lines in (`printf 'hi\\n/help\\n' | amlbot chat`) to script it."""
-    from bot.app import build_assistant
+    from bot.app import build_assistant, startup_over
     from bot.channels.console import ConsoleChannel
 
     assistant = build_assistant()
     channel = ConsoleChannel(assistant)
+    startup_over()
     try:
         if sys.stdin.isatty():
             channel.run_interactive()

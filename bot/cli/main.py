@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import sys
 
@@ -37,15 +38,23 @@ app.add_typer(train_cli.app, name="train")
 app.add_typer(llm.app, name="llm")
 
 
+#: The commands that say when their start-up is over (:func:`bot.app.startup_over`).
+_LONG_RUNNING = frozenset({"chat", "telegram"})
+
+
 @app.callback()
 def main(
+    ctx: typer.Context,
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug messages to stderr."),
 ) -> None:
     """amlbot command line."""
+    from bot.app import startup_over
     from bot.logging import setup_logging
     from bot.settings import get_settings
 
     setup_logging("DEBUG" if verbose else get_settings().log_level)
+    if ctx.invoked_subcommand not in _LONG_RUNNING:
+        startup_over()
 
 
 def _quiet_third_party() -> None:
@@ -60,12 +69,12 @@ def run() -> None:
     """The ``amlbot`` script: the Typer app, with bad input (an unreadable, malformed or
     missing file, a wrong value) reported in one line and exit status 2 instead of a traceback.
     ``--verbose`` keeps the traceback."""
-    from bot.app import StartupError
-    from bot.data import MissingDataError
+    gc.disable()  # until the command's start-up is over: see bot.app.startup_over
+    from bot.app import StartupError, startup_over
 
     try:
         app()
-    except (ValueError, OSError, MissingDataError, StartupError) as error:
+    except (ValueError, OSError, StartupError) as error:  # OSError: MissingDataError too
         if "-v" in sys.argv or "--verbose" in sys.argv:
             raise
         if isinstance(error, UnicodeDecodeError):
@@ -74,3 +83,5 @@ def run() -> None:
             message = str(error) or type(error).__name__
         typer.echo(f"error: {message}", err=True)
         raise SystemExit(2) from None
+    finally:
+        startup_over()

@@ -41,7 +41,7 @@ def telegram(
 
     from telegram.error import InvalidToken
 
-    from bot.app import build_assistant
+    from bot.app import build_assistant, startup_over
     from bot.channels.telegram import FatalTelegramError, TelegramChannel
     from bot.logging import setup_logging
 
@@ -58,6 +58,7 @@ def telegram(
 
     assistant = build_assistant(settings)
     channel = TelegramChannel(assistant, settings, job_probe=job_probe(assistant))
+    startup_over()
     try:
         if webhook_url:
             log.info("starting the webhook server on %s:%d for %s", listen, port, webhook_url)

@@ -32,11 +32,13 @@ from bot.jobs.records import (
     JobRecords,
     owner_id,
 )
-from bot.jobs.worker import JobEvent, JobSpec, execute
 from bot.settings import Settings
 from bot.storage.store import Store
 
 if TYPE_CHECKING:
+    # The worker side (and with it course_tools) is imported when the first job is built:
+    # not on the start path.
+    from bot.jobs.worker import JobEvent, JobSpec
     from course_tools.base import InputFile
     from course_tools.invocation import ToolInvocation
 
@@ -191,6 +193,8 @@ class JobManager:
         cancel: threading.Event | None = None,
     ) -> JobInfo:
         """Run a tool call in this process, recorded like any job (``amlbot tool run``)."""
+        from bot.jobs.worker import execute
+
         spec = self._new_job(invocation, None, user_id, inputs)
         self.records.mark_running(spec.job_id, f"{self._owner}/here")
 
@@ -206,6 +210,8 @@ class JobManager:
     def _new_job(self, invocation: ToolInvocation, chat_id: str | None, user_id: str | None,
                  inputs: Sequence[InputFile]) -> JobSpec:
         """A job's row (queued) and its spec."""
+        from bot.jobs.worker import JobSpec
+
         job_id = new_job_id()
         spec = JobSpec(
             job_id=job_id, tool=invocation.spec.name, command=invocation.command.name,

@@ -25,13 +25,13 @@ from bot.jobs.records import (
     SHUT_DOWN_RUNNING,
 )
 from bot.skills.base import BaseSkill, Command, Request, Services, skills
-from course_tools.base import InputFile
-from course_tools.invocation import ToolRequest, parse_request, words_of
-from course_tools.params import ParamError, describe_params
 
+# course_tools is imported where it is used: its declarations cost about 9 ms of every start,
+# and the first tool command, not the start, is the one that needs them.
 if TYPE_CHECKING:
     from course_tools import ToolRegistry
     from course_tools.base import ChatCommand, ToolCommand, ToolSpec
+    from course_tools.invocation import ToolRequest
 
 QUOTA_WINDOW = timedelta(hours=24)
 #: What ``/train`` and ``/play`` fix; ``/run`` leaves the command to the words or the default.
@@ -95,6 +95,8 @@ class ToolsSkill(BaseSkill):
     # --- dispatch ---------------------------------------------------------------------------
 
     def handle(self, request: Request) -> list[Reply]:
+        from course_tools.params import ParamError
+
         command = request.command
         try:
             if command is None:
@@ -118,6 +120,8 @@ class ToolsSkill(BaseSkill):
     # --- /tools -------------------------------------------------------------------------------
 
     def _describe(self, args: str) -> list[Reply]:
+        from course_tools.params import describe_params
+
         if args.strip():
             spec = self.tools.find(args.split()[0])
             lines = [f"{spec.name} — {spec.summary}"]
@@ -154,6 +158,8 @@ class ToolsSkill(BaseSkill):
 
     def _from_verb(self, request: Request, verb: str | None) -> list[Reply]:
         """``/train NAME ...``, ``/run NAME [COMMAND] ...``, ``/play NAME JOB_ID ...``."""
+        from course_tools.invocation import parse_request, words_of
+
         words = words_of(request.args)
         if not words:
             usage = next(c.usage for c in self.commands if c.name == request.command)
@@ -170,6 +176,8 @@ class ToolsSkill(BaseSkill):
 
     def _from_chat_command(self, request: Request, name: str) -> list[Reply]:
         """A tool's own command (``/remember alice``) or a course's (``/lhc zmumu``)."""
+        from course_tools.invocation import parse_request, words_of
+
         found = self._chat_command(name)
         if found is not None:
             spec, chat = found
@@ -194,6 +202,8 @@ class ToolsSkill(BaseSkill):
         return None
 
     def _from_intent(self, request: Request) -> list[Reply]:
+        from course_tools.invocation import parse_request
+
         understanding = request.understanding
         intent = understanding.intent if understanding else ""
         name = intent.split(":", 1)[1] if ":" in intent else ""
@@ -211,6 +221,9 @@ class ToolsSkill(BaseSkill):
                compact: bool = False) -> list[Reply]:
         """Check access, then read the parameters, then queue the job. ``compact``: a tool's
         own chat command (``/faces``) answers with the live progress message alone."""
+        from course_tools.base import InputFile
+        from course_tools.params import ParamError, describe_params
+
         spec, command = wanted.spec, wanted.command
         message = request.message
         refusal = self._refusal(message.user_id, spec, command)

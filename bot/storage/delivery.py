@@ -16,15 +16,9 @@ from typing import Any
 
 from sqlalchemy import delete, false, func, or_, select, update
 
-from bot.storage.models import (
-    Event,
-    Heartbeat,
-    OutboxMessage,
-    ProgressMessage,
-    TelegramUpdate,
-    utcnow,
-)
+from bot.storage.models import Event, utcnow
 from bot.storage.store import Store, clean_db_json, clean_db_text, dialect_insert
+from bot.storage.telegram_models import Heartbeat, OutboxMessage, ProgressMessage, TelegramUpdate
 
 #: Outbox states of a message not yet sent (``sending``: a try is in flight).
 UNSENT = ("pending", "sending")

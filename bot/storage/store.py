@@ -17,17 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
-from bot.storage.models import (
-    Base,
-    Chat,
-    Event,
-    OutboxMessage,
-    ProgressMessage,
-    TelegramUpdate,
-    ToolMemory,
-    User,
-    utcnow,
-)
+from bot.storage.models import Chat, Event, ToolMemory, User, utcnow
 
 #: Outgoing Telegram messages that will not be sent again.
 FINISHED_MESSAGES = ("sent", "failed", "uncertain")
@@ -236,6 +226,8 @@ class Store:
         user row. (Their jobs are :meth:`~bot.jobs.records.JobRecords.forget_user`'s.) Messages
         still waiting to be sent stay, so the reply to ``/forget_me`` itself arrives. Returns
         counts."""
+        from bot.storage.telegram_models import OutboxMessage, ProgressMessage, TelegramUpdate
+
         with self.session() as session:
             chats = set(session.scalars(select(Event.chat_id).where(Event.user_id == user_id)))
             # Delivery records (user "") belong to the chat, not to another person.
@@ -266,6 +258,8 @@ class Store:
     def forget_before(self, cutoff: datetime) -> int:
         """Delete the events, and the Telegram updates and messages that are done with, older
         than ``cutoff`` (the retention period); returns how many events."""
+        from bot.storage.telegram_models import OutboxMessage, TelegramUpdate
+
         with self.session() as session:
             session.execute(delete(TelegramUpdate).where(TelegramUpdate.received_at < cutoff,
                                                          TelegramUpdate.status != "pending"))
@@ -322,7 +316,9 @@ def clean_db_json(value: Any) -> Any:
 
 def create_all(engine: Engine) -> None:
     """Create every table directly (used by tests of the models only)."""
-    Base.metadata.create_all(engine)
+    from bot.storage.schema import metadata
+
+    metadata().create_all(engine)
 
 
 def _rowcount(result: Any) -> int:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection, create_engine
 
-from bot.storage.models import Base
+from bot.storage.schema import metadata
 
 config = context.config
 
@@ -18,7 +18,7 @@ config = context.config
 def _run(connection: Connection) -> None:
     context.configure(
         connection=connection,
-        target_metadata=Base.metadata,
+        target_metadata=metadata(),
         # SQLite cannot ALTER most things; batch mode recreates the table instead.
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
@@ -39,7 +39,7 @@ def _url() -> str:
 
 
 if context.is_offline_mode():
-    context.configure(url=_url(), target_metadata=Base.metadata, literal_binds=True)
+    context.configure(url=_url(), target_metadata=metadata(), literal_binds=True)
     with context.begin_transaction():
         context.run_migrations()
 else:

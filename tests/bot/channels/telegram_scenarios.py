@@ -17,8 +17,9 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from bot.storage.models import Event, OutboxMessage, TelegramUpdate
+from bot.storage.models import Event
 from bot.storage.store import Store
+from bot.storage.telegram_models import OutboxMessage, TelegramUpdate
 from tests.bot.channels.test_telegram_e2e import RunningBot, _start
 from tests.support.fake_bot_api import FakeBotApi
 

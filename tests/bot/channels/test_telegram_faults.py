@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from bot.storage.models import OutboxMessage, TelegramUpdate
 from bot.storage.store import Store
+from bot.storage.telegram_models import OutboxMessage, TelegramUpdate
 from tests.bot.channels import telegram_scenarios as scenarios
 from tests.bot.channels.test_telegram_e2e import RunningBot, _amlbot, _bot_env, _free_port, _start
 from tests.bot.storage.conftest import postgres_admin_url, postgres_url  # noqa: F401 - a fixture

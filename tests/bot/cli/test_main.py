@@ -64,3 +64,48 @@ def test_a_database_that_cannot_be_used_stops_the_start_in_one_line(tmp_path: Pa
         assert "Traceback" not in result.stderr
         (line,) = [li for li in result.stderr.splitlines() if li.startswith("error:")]
         assert "the database" in line and "cannot be used" in line
+
+
+_WATCH_GC = """
+import gc, sys
+import bot.channels.console as console
+import bot.settings as settings
+from bot.cli.main import run
+
+def report(where):
+    print(f"{where}: collector {'on' if gc.isenabled() else 'off'}, "
+          f"{'some' if gc.get_freeze_count() else 'nothing'} frozen", file=sys.stderr)
+
+read = console.ConsoleChannel.run_script
+def run_script(self, *args, **kwargs):
+    report("chat reads input")
+    return read(self, *args, **kwargs)
+console.ConsoleChannel.run_script = run_script
+get_settings = settings.get_settings
+def reading_settings():
+    report("settings read")
+    return get_settings()
+settings.get_settings = reading_settings
+sys.argv = ["amlbot", *sys.argv[1:]]
+try:
+    run()
+finally:
+    report("after run")
+"""
+
+
+def test_the_collector_is_off_only_while_the_bot_starts(tmp_path: Path) -> None:
+    """``amlbot`` turns the garbage collector off for its start (see bot.app.startup_over) and
+    back on, with what the start made frozen, before the first message is read."""
+    env = {**os.environ, "AMLBOT_DATA_DIR": str(tmp_path), "AMLBOT_NLU_ENABLED": "false"}
+    chat = subprocess.run([sys.executable, "-c", _WATCH_GC, "chat"], input="/start\n",
+                          capture_output=True, text=True, env=env, timeout=120, check=False)
+    assert chat.returncode == 0, chat.stderr
+    assert "amlbot" in chat.stdout
+    assert "chat reads input: collector on, some frozen" in chat.stderr
+    assert "after run: collector on" in chat.stderr
+    shown = subprocess.run([sys.executable, "-c", _WATCH_GC, "config", "show"],
+                           capture_output=True, text=True, env=env, timeout=120, check=False)
+    assert shown.returncode == 0, shown.stderr
+    # Read twice: by the start (collector off), then by the command itself (on).
+    assert shown.stderr.splitlines()[-2].startswith("settings read: collector on")

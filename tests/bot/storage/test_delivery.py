@@ -10,8 +10,9 @@ import pytest
 from sqlalchemy import select
 
 from bot.storage.delivery import DeliveryStore, OutItem, update_chat_id
-from bot.storage.models import Event, OutboxMessage, TelegramUpdate
+from bot.storage.models import Event
 from bot.storage.store import Store
+from bot.storage.telegram_models import OutboxMessage, TelegramUpdate
 
 
 @pytest.fixture()
