@@ -184,9 +184,11 @@ def write_report(result: StartupResult, path: Path, command: str) -> None:
         f"{s['created'][:10]} | {s['machine']} | `{command}` |"
     )
     rows: dict[str, str] = {}
+    after = "\n"  # what the page says below the table (comparisons, notes) is kept
     if path.is_file():
         old = path.read_text(encoding="utf-8")
         if _BEGIN in old and _END in old:
+            after = old.split(_END, 1)[1] or after
             table = old.split(_BEGIN, 1)[1].split(_END, 1)[0]
             for line in table.splitlines():
                 cells = [c.strip() for c in line.strip().strip("|").split("|")]
@@ -212,7 +214,8 @@ def write_report(result: StartupResult, path: Path, command: str) -> None:
         "contention inflates it far less, so it bounds what an idle machine would show.\n\n"
         "Regenerate a row with the command in its last column "
         "(`amlbot bench startup --help` lists the options).\n\n"
-        f"{_BEGIN}\n{header}" + "\n".join(rows[k] for k in sorted(rows)) + f"\n{_END}\n"
+        f"{_BEGIN}\n{header}" + "\n".join(rows[k] for k in sorted(rows)) + f"\n{_END}"
+        + after
     )
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")

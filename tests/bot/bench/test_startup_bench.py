@@ -50,3 +50,10 @@ def test_bench_startup_times_real_starts_and_updates_the_page(
     rows = [line for line in page.read_text().splitlines() if line.startswith("| NLU")]
     assert len(rows) == 2
     assert rows[0].endswith("`cmd off` |") and rows[1].endswith("`cmd on` |")
+
+    # What the page says below the table (a comparison, notes) survives a re-measurement.
+    page.write_text(page.read_text() + "\n## Before and after\n\nA note.\n")
+    write_report(measured, page, "cmd off again")
+    text = page.read_text()
+    assert text.endswith("\n## Before and after\n\nA note.\n")
+    assert text.count("<!-- bench-startup:end -->") == 1 and "`cmd off again` |" in text
