@@ -13,6 +13,7 @@ import importlib
 import logging
 import threading
 from collections.abc import Callable, Iterable
+from contextlib import nullcontext
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -155,7 +156,10 @@ def build_assistant(
         on_close.append(generator.llm.close)
     if settings.retention_days:
         on_close.insert(0, keep_for(settings.retention_days, store, jobs.records))
-    assistant = Assistant(settings, router, store, bus, nlp=nlp, on_close=on_close)
+    # Each message marks its answer, so that the instruction model gives way meanwhile.
+    gate = generator.llm.answers_first if generator is not None else None
+    assistant = Assistant(settings, router, store, bus, nlp=nlp, on_close=on_close,
+                          answering=gate.answering if gate is not None else nullcontext)
     services.started_at = assistant.started_at
     return assistant
 
@@ -172,7 +176,13 @@ def start_llm(settings: Settings, store: Store) -> tuple[Generator | None, str |
         return None, "generated answers are off (AMLBOT_LLM_ANSWERS=off)"
     from bot.generation import Generator, llm_weights_path
     from bot.skills.nlp import CLOSE_MATCH
-    from nlp_core.llm import LLMService, WeightsError, assemble_packaged_model, resolve_model
+    from nlp_core.llm import (
+        AnswersFirst,
+        LLMService,
+        WeightsError,
+        assemble_packaged_model,
+        resolve_model,
+    )
     from nlp_core.threads import thread_bodies
 
     checked = settings.data_dir / "models" / "llm" / "checked.json"
@@ -191,8 +201,8 @@ def start_llm(settings: Settings, store: Store) -> tuple[Generator | None, str |
                      max_new_tokens=settings.llm_max_new_tokens,
                      timeout_s=settings.llm_timeout,
                      max_queued_per_user=settings.llm_max_queued_per_user,
-                     cache_dir=settings.data_dir / "models" / "llm" / "cache"
-                     ).start(after_s=LLM_LOAD_AFTER_S)
+                     cache_dir=settings.data_dir / "models" / "llm" / "cache",
+                     answers_first=AnswersFirst()).start(after_s=LLM_LOAD_AFTER_S)
     ws = workspace(settings)
     return Generator(llm, store, lambda: thread_bodies(ws), min_score=CLOSE_MATCH), None
 

@@ -15,6 +15,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -98,7 +99,10 @@ class Generator:
         try:
             handle = self.llm.submit(self.persona_prompt(text, history),
                                      user_id=user_id, timeout_s=self.chitchat_timeout)
-            generation = handle.result(self.chitchat_timeout + 2.0)
+            gate = self.llm.answers_first
+            # This answer waits for the model: it must not hold the model back meanwhile.
+            with gate.aside() if gate is not None else nullcontext():
+                generation = handle.result(self.chitchat_timeout + 2.0)
         except (QueueFull, ServiceUnavailable, TimeoutError) as exc:
             log.info("chit-chat falls back to retrieval: %s", exc)
             return None

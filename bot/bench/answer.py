@@ -243,6 +243,10 @@ def measure_answers(settings: Settings, n: int = 1000, index_size: int = 100_000
     fresh = mixed_messages(settings, n + warmup, seed=8)
     result.with_generation_ms = _run_mix(assistant, fresh, warmup, "bench-llm")
     result.extra["llm_served"] = generator.llm.stats()["served"]
+    gate = generator.llm.answers_first
+    if gate is not None:  # how long generation gave way to the answers, in all
+        result.extra.update({"llm_paused_s": round(gate.paused_s, 2),
+                             "llm_pauses": gate.pauses})
     assistant.close()
     result.rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return result

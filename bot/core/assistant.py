@@ -9,6 +9,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -63,6 +64,8 @@ class Assistant:
     nlp: NLP | None = None
     #: Called by :meth:`close`, after the skills (the job manager's shutdown, say).
     on_close: list[Callable[[], None]] = field(default_factory=list)
+    #: Marks each answer while it is computed (the instruction model gives way meanwhile).
+    answering: Callable[[], AbstractContextManager[object]] = nullcontext
     started_at: float = field(default_factory=time.time)
     #: Why the last exchange could not be stored (None: storage works).
     storage_error: str | None = None
@@ -76,6 +79,10 @@ class Assistant:
 
     def handle(self, message: Message) -> list[Reply]:
         """Answer one message. Never raises: failures become an apology and an error event."""
+        with self.answering():
+            return self._handle(message)
+
+    def _handle(self, message: Message) -> list[Reply]:
         started = time.perf_counter()
         text, truncated = clean_text(message.text or "", self.settings.max_message_chars)
         message = Message(

@@ -7,7 +7,7 @@ Entry points (none of them imports torch until a model loads):
   and checked by sha256) and :func:`resolve_model` (a user-given GGUF file or transformers
   directory, checked);
 - serving: :class:`LLMService` (one model, a queue, streaming handles, per-user limits and
-  timeouts);
+  timeouts), and :class:`AnswersFirst` (it gives way while the bot computes an answer);
 - prompts: :func:`answer_prompt`, :func:`chitchat_prompt` and :class:`Thread`;
 - evaluation: :func:`read_questions` and :func:`write_side_by_side`; speed:
   :func:`bench_service`.
@@ -16,6 +16,7 @@ Entry points (none of them imports torch until a model loads):
 from nlp_core.llm.bench import bench_prompts, bench_service
 from nlp_core.llm.evaluation import Question, QuestionsError, read_questions, write_side_by_side
 from nlp_core.llm.loading import DTYPES, LoadedModel, load_model
+from nlp_core.llm.priority import AnswersFirst
 from nlp_core.llm.prompts import REFUSAL, Thread, answer_prompt, chitchat_prompt, cited
 from nlp_core.llm.service import (
     Generation,
@@ -35,9 +36,9 @@ from nlp_core.llm.weights import (
 )
 
 __all__ = [
-    "DEFAULT_WEIGHTS", "DTYPES", "REFUSAL", "Generation", "GenerationHandle", "LLMService",
+    "AnswersFirst", "DEFAULT_WEIGHTS", "DTYPES", "Generation", "GenerationHandle", "LLMService",
     "LoadedModel", "ModelSource", "PackagedWeights", "Prompt", "Question", "QuestionsError",
-    "QueueFull", "ServiceUnavailable", "Thread", "WeightsError", "answer_prompt",
+    "QueueFull", "REFUSAL", "ServiceUnavailable", "Thread", "WeightsError", "answer_prompt",
     "assemble_packaged_model", "bench_prompts", "bench_service", "chitchat_prompt", "cited",
     "load_model", "read_questions", "resolve_model", "write_side_by_side",
 ]

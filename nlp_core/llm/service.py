@@ -9,6 +9,7 @@ runs past its timeout is cut off cleanly: the text so far comes back, flagged ``
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import itertools
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from nlp_core.llm.loading import LoadedModel, load_model
+from nlp_core.llm.priority import AnswersFirst
 from nlp_core.llm.weights import ModelSource, resolve_model
 
 log = logging.getLogger(__name__)
@@ -260,7 +262,9 @@ class LLMService:
     by side (each on its own thread). ``cache_dir`` keeps the converted model (see
     :func:`~nlp_core.llm.loading.load_model`). ``nice`` lowers the loading and generating
     threads' CPU priority (Linux), so on a few busy cores the retrieval answers and the rest of
-    the process come first; 0 leaves it alone.
+    the process come first; 0 leaves it alone. ``answers_first``: a gate the caller marks its
+    answers with; generation pauses between layers while one is under way (see
+    :mod:`nlp_core.llm.priority`).
 
     Nothing loads until :meth:`start`; requests submitted before the model is ready wait.
     """
@@ -269,7 +273,7 @@ class LLMService:
                  threads: int = 1, max_new_tokens: int = 200, timeout_s: float = 30.0,
                  max_queued_per_user: int = 2, max_queue: int = 32, workers: int = 1,
                  cache_dir: Path | None = None, max_prompt_tokens: int = 1536,
-                 nice: int = 10) -> None:
+                 nice: int = 10, answers_first: AnswersFirst | None = None) -> None:
         if max_new_tokens < 1 or timeout_s <= 0 or max_queued_per_user < 1 or workers < 1:
             raise ValueError("max_new_tokens, timeout_s, max_queued_per_user and workers "
                              "must be positive")
@@ -283,6 +287,7 @@ class LLMService:
         self.cache_dir = cache_dir
         self.max_prompt_tokens = max_prompt_tokens
         self.nice = nice
+        self.answers_first = answers_first
         self._model_arg = model
         self._loaded: LoadedModel | None = model if isinstance(model, LoadedModel) else None
         self._cond = threading.Condition()
@@ -539,7 +544,7 @@ class LLMService:
         finish: Finish = "length"
         first_ms: float | None = None
         first_cpu_ms: float | None = None
-        with torch.inference_mode():
+        with torch.inference_mode(), self._giving_way(loaded.model):
             cache = _new_cache(loaded.model)  # grows in place, step by step
             inputs = torch.tensor([ids])
             while len(new) < handle.max_new_tokens:
@@ -549,6 +554,8 @@ class LLMService:
                 if time.perf_counter() > deadline:
                     finish = "timeout"
                     break
+                if self.answers_first is not None:
+                    self.answers_first.new_step()
                 output = loaded.model(input_ids=inputs, use_cache=True, logits_to_keep=1,
                                       **{_cache_argument(loaded.model): cache})
                 token = _pick(output.logits[0, -1].float(), new, prompt, generator)
@@ -576,6 +583,32 @@ class LLMService:
                           first_token_ms=first_ms, total_ms=total_ms,
                           first_token_cpu_ms=first_cpu_ms,
                           cpu_ms=1000 * (time.thread_time() - cpu_started))
+
+
+    @contextlib.contextmanager
+    def _giving_way(self, model: Any) -> Iterator[None]:
+        """While it generates, ``model`` calls :meth:`AnswersFirst.give_way` before each of
+        its layers (a forward pre-hook), so an answer waits for one layer, not one token."""
+        gate = self.answers_first
+        if gate is None:
+            yield
+            return
+        hooks = [layer.register_forward_pre_hook(gate.give_way) for layer in _layers(model)]
+        try:
+            yield
+        finally:
+            for hook in hooks:
+                hook.remove()
+
+
+def _layers(model: Any) -> list[Any]:
+    """The decoder's blocks: the first list of modules in the model (``model.layers``)."""
+    import torch
+
+    for module in model.modules():
+        if isinstance(module, torch.nn.ModuleList) and len(module) > 1:
+            return list(module)
+    return [model]
 
 
 @functools.cache

@@ -202,3 +202,38 @@ def test_persona_chitchat_and_its_fallback(trained_nlp_dir: Path, tmp_path: Path
         assert llm.stats()["served"] == 1
     finally:
         assistant.close()
+
+
+def test_the_model_gives_way_while_a_message_is_answered(
+        tmp_path: Path, smollm2: LoadedModel) -> None:
+    """Each message is answered with the model held back (bot.app wires the gate), and a
+    persona reply, which waits for the model itself, steps aside while it waits."""
+    from bot.core.skill import Command, Request, Skill
+    from nlp_core.llm import AnswersFirst
+
+    settings = Settings(data_dir=tmp_path / "data", nlu_enabled=False)
+    store = open_store(settings)
+    gate = AnswersFirst(max_pause_s=30.0)
+    llm = LLMService(smollm2, max_new_tokens=8, timeout_s=60, answers_first=gate)
+    generator = Generator(llm, store, lambda: {}, chitchat_timeout=60.0)
+    seen: dict[str, object] = {}
+
+    class Probe(Skill):
+        name = "probe"
+        commands = (Command("probe", "What the gate says while a message is answered."),)
+
+        def handle(self, request: Request) -> list[Reply]:
+            seen["busy"] = gate.busy
+            seen["persona"] = generator.chitchat("hi there", [], user_id="u1")
+            return [TextReply("probed")]
+
+    assistant = build_assistant(settings, store=store, generator=generator)
+    assistant.router.add(Probe())
+    try:
+        llm.start(wait=True)
+        (reply,) = assistant.handle(Message(chat_id="c1", user_id="u1", text="/probe"))
+        assert reply.text == "probed"
+        assert seen["busy"] is True and seen["persona"]  # written although we were answering
+        assert not gate.busy
+    finally:
+        assistant.close()
