@@ -70,11 +70,9 @@ def test_kill_9_the_bot_mid_job_then_restart(settings: Settings, tmp_path: Path)
         started = bot.stdout.readline()
         assert started.startswith("Started job "), started
         job_id = started.split()[2].rstrip(":")
-        deadline = time.monotonic() + 60
         for line in bot.stdout:  # wait for real progress, so the job is mid-run
             if "points" in line:
                 break
-            assert time.monotonic() < deadline
         os.kill(bot.pid, signal.SIGKILL)
         bot.wait(10)
     finally:
@@ -87,10 +85,8 @@ def test_kill_9_the_bot_mid_job_then_restart(settings: Settings, tmp_path: Path)
     orphan = records.get(job_id)
     assert orphan is not None and orphan.status == "running" and orphan.worker
     worker_pid = int(orphan.worker.rsplit(":", 1)[1])
-    deadline = time.monotonic() + 10
     while pid_alive(worker_pid):  # the worker notices its bot is gone and stops by itself
-        assert time.monotonic() < deadline, "the orphaned worker kept running"
-        time.sleep(0.1)
+        time.sleep(0.1)  # (a worker that kept running fails on the test's timeout)
     store.dispose()
 
     assistant = build_assistant(settings)  # the restart: its job manager resolves the orphan
@@ -104,10 +100,8 @@ def test_kill_9_the_bot_mid_job_then_restart(settings: Settings, tmp_path: Path)
         # (job-<id>) gets its last word.
         told: list[Reply] = []
         assistant.add_listener(lambda chat, got: told.extend(got) if chat == "console" else None)
-        deadline = time.monotonic() + 10
         while not any(isinstance(r, ProgressEdit) for r in told):
-            assert time.monotonic() < deadline, told
-            time.sleep(0.05)
+            time.sleep(0.05)  # (never told: the test's timeout fails it)
         assert any(isinstance(r, TextReply) and f"failed: {RESTARTED_RUNNING}" in r.text
                    for r in told)
         (edit,) = [r for r in told if isinstance(r, ProgressEdit)]

@@ -35,10 +35,8 @@ def test_a_job_runs_as_a_ray_task(local_ray: None, settings: Settings) -> None:
                                  "c1", "u1")
         handle = manager.handle(slow_id)
         assert handle is not None
-        deadline = time.monotonic() + 45
         while handle.fraction < 0.05:  # progress flows back through the hub actor
-            assert time.monotonic() < deadline, handle.render()
-            time.sleep(0.1)
+            time.sleep(0.1)  # (the test's timeout fails progress that never comes)
         manager.cancel(slow_id)
         # "cancelled", not "done": the cancel reached the Ray task (the wait bounds the time)
         cancelled = manager.wait(slow_id, timeout=10)
