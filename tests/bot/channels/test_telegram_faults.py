@@ -77,7 +77,6 @@ def test_answers_slower_than_the_old_client_timeout_are_awaited_not_repeated(
 def test_a_refused_token_on_getupdates_ends_the_process(tmp_path: Path, status: int) -> None:
     outcome = scenarios.fatal_polling(tmp_path, status)
     assert outcome.details["exit_status"] != 0
-    assert outcome.seconds < 10.0
     [line] = outcome.details["error_lines"]
     assert "getUpdates was refused" in line and "token" in line
 
@@ -315,4 +314,4 @@ def test_bench_answers_hanging_past_the_old_timeout(tmp_path: Path) -> None:
 def test_bench_a_refused_token(tmp_path: Path, status: int) -> None:
     outcome = scenarios.fatal_polling(tmp_path, status)
     outcome.record()
-    assert outcome.details["exit_status"] != 0 and outcome.seconds < 10.0
+    assert outcome.details["exit_status"] != 0  # how fast: `amlbot bench telegram` records it
