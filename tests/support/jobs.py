@@ -1,8 +1,9 @@
-"""Validated tool calls for job tests: what ``/run NAME COMMAND k=v`` becomes."""
+"""Job test helpers: validated tool calls (what ``/run NAME COMMAND k=v`` becomes) and a wait."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from course_tools import load_tools
@@ -13,3 +14,9 @@ def call(tool: str, command: str, raw: Mapping[str, Any] | None = None) -> ToolI
     """``tool command`` with ``raw`` values, validated (KeyError, ParamError as a user gets)."""
     spec = load_tools().get(tool)
     return ToolRequest(spec, spec.command(command), dict(raw or {})).validate()
+
+
+def until(check: Callable[[], bool]) -> None:
+    """Wait for ``check``; a wait that never ends is failed by the test's timeout."""
+    while not check():
+        time.sleep(0.05)

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,7 @@ from bot.settings import Settings
 from bot.storage.models import Artifact, Job
 from bot.storage.store import Store
 from course_tools.params import ParamError
-from tests.support.jobs import call
+from tests.support.jobs import call, until
 
 PI = "demo.montecarlo_pi"
 SLOW = {"n": "1M", "pace": "0.1"}  # 50 batches × 0.1 s: about 5 s, cancellable at any time
@@ -37,12 +36,6 @@ def manager(settings: Settings, store: Store) -> Iterator[JobManager]:
     manager.close()
 
 
-def _until(check: Callable[[], bool]) -> None:
-    """Wait for ``check``; a wait that never ends is failed by the test's timeout."""
-    while not check():
-        time.sleep(0.05)
-
-
 def _status(manager: JobManager, job_id: str) -> JobInfo:
     info = manager.status(job_id)
     assert info is not None
@@ -58,7 +51,7 @@ def test_two_jobs_queue_progress_cancel_and_result(manager: JobManager, store: S
     ended: list[JobInfo] = []
     manager.add_listener(ended.append)
     slow = manager.submit(call(PI, "run", SLOW), "c1", "u1")
-    _until(lambda: _status(manager, slow).status == "running")  # so the next one is 1st in line
+    until(lambda: _status(manager, slow).status == "running")  # so the next one is 1st in line
     fast = manager.submit(call(PI, "run", {"n": "50k", "seed": "7"}), "c1", "u1")
     # max_concurrent_jobs=1: the second waits, and says where it stands
     queued = manager.status(fast)
@@ -70,8 +63,8 @@ def test_two_jobs_queue_progress_cancel_and_result(manager: JobManager, store: S
     handle = manager.handle(slow)
     assert handle is not None
     handle.subscribe(states.append)
-    _until(lambda: handle.fraction >= 0.1)
-    _until(lambda: _status(manager, slow).progress > 0)  # the row follows, throttled
+    until(lambda: handle.fraction >= 0.1)
+    until(lambda: _status(manager, slow).progress > 0)  # the row follows, throttled
     running = _status(manager, slow)
     assert running.status == "running" and "points" in running.detail
 
@@ -79,7 +72,7 @@ def test_two_jobs_queue_progress_cancel_and_result(manager: JobManager, store: S
     # "cancelled", not "done": the cancel stopped it (its wait bounds a cancel that never comes)
     cancelled = manager.wait(slow, timeout=10)
     assert cancelled is not None and cancelled.status == "cancelled"
-    _until(lambda: not pid_alive(_child_pid(cancelled)))  # the worker process is gone
+    until(lambda: not pid_alive(_child_pid(cancelled)))  # the worker process is gone
     assert states[-1].done and states[-1].failed
     fractions = [s.fraction for s in states]
     assert fractions == sorted(fractions) and len(set(fractions)) >= 2  # it moved, throttled
@@ -116,7 +109,7 @@ def test_bad_parameters_start_nothing(manager: JobManager, store: Store) -> None
 
 def test_a_worker_that_dies_fails_its_job(manager: JobManager) -> None:
     job_id = manager.submit(call(PI, "run", SLOW), "c1", "u1")
-    _until(lambda: _status(manager, job_id).progress > 0)
+    until(lambda: _status(manager, job_id).progress > 0)
     os.kill(_child_pid(_status(manager, job_id)), signal.SIGKILL)  # what the OOM killer would do
     failed = manager.wait(job_id, timeout=10)
     assert failed is not None and failed.status == "failed"
@@ -131,13 +124,13 @@ def test_cancel_a_queued_job_and_close_with_a_job_running(
     queued = manager.submit(call(PI, "run", {}), "c1", "u1")
     info = manager.cancel(queued)
     assert info is not None and info.status == "cancelled"
-    _until(lambda: _status(manager, running).status == "running")
+    until(lambda: _status(manager, running).status == "running")
     child = _child_pid(_status(manager, running))
     manager.close()
     closed = manager.status(running)
     assert closed is not None and closed.status == "failed"
     assert closed.error == "the bot shut down while this job was running"
-    _until(lambda: not pid_alive(child))
+    until(lambda: not pid_alive(child))
     with pytest.raises(RuntimeError):
         manager.submit(call(PI, "run", {}), "c1", "u1")
 

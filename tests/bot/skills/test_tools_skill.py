@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import io
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pytest
@@ -18,6 +17,7 @@ from bot.skills.tools import ToolsSkill
 from bot.storage.models import Event, Job
 from course_tools import load_tools
 from nlp_core.nlu import Understanding
+from tests.support.jobs import until
 
 PI = "demo.montecarlo_pi"
 
@@ -56,12 +56,6 @@ def _job_status(assistant: Assistant, job_id: str) -> str | None:
     with assistant.store.session() as session:
         job = session.get(Job, job_id)
         return None if job is None else str(job.status)
-
-
-def _until(check: Callable[[], bool]) -> None:
-    """Wait for ``check``; a wait that never ends is failed by the test's timeout."""
-    while not check():
-        time.sleep(0.05)
 
 
 def test_help_and_tools_are_generated_from_the_declarations(assistant: Assistant) -> None:
@@ -121,13 +115,13 @@ def test_console_two_jobs_progress_cancel_and_results(settings: Settings) -> Non
     console = ConsoleChannel(assistant, out=out, chat_id="c1", user_id="u1")
     first = console.send(f"/run {PI} n=1M pace=0.1")
     slow_id = _text(first).split()[2].rstrip(":")
-    _until(lambda: _job_status(assistant, slow_id) == "running")  # then the next is 1st in line
+    until(lambda: _job_status(assistant, slow_id) == "running")  # then the next is 1st in line
     second = console.send(f"/run {PI} n=30k")
     assert "Started job" in _text(first) and "number 1 in the queue" in _text(second)
     fast_id = _text(second).split()[2].rstrip(":")
     (progress,) = [r for r in first if isinstance(r, ProgressReply)]
-    _until(lambda: progress.handle.fraction >= 0.1)
-    _until(lambda: "points" in out.getvalue())  # the console prints the progress (throttled)
+    until(lambda: progress.handle.fraction >= 0.1)
+    until(lambda: "points" in out.getvalue())  # the console prints the progress (throttled)
     assert f"job {slow_id} ▕" in out.getvalue()
     listing = _text(console.send("/jobs"))
     assert f"{fast_id}  {PI} run  queued (position 1)" in listing
@@ -236,7 +230,7 @@ def test_train_then_play_an_rl_tool_through_the_follow_up(settings: Settings) ->
         started = _text(_ask(assistant, "plan FrozenLake with value iteration"))
         train_id = started.split()[2].rstrip(":")
         assert (skill.jobs.wait(train_id, 60) or pytest.fail("gone")).status == "done"
-        _until(lambda: any(isinstance(r, TextReply) and r.text.startswith("Next:")
+        until(lambda: any(isinstance(r, TextReply) and r.text.startswith("Next:")
                            for r in later))
         follow_up = [r.text for r in later if isinstance(r, TextReply)][-1]
         assert follow_up == f"Next: /play rl.value_iteration {train_id}"
@@ -296,7 +290,7 @@ def test_a_light_job_does_not_wait_behind_a_heavy_one(settings: Settings) -> Non
     assert isinstance(skill, ToolsSkill)
     try:
         heavy = _text(_ask(assistant, f"/run {PI} sweep n_max=2M pace=1")).split()[2]
-        _until(lambda: _job_status(assistant, heavy.rstrip(":")) == "running")
+        until(lambda: _job_status(assistant, heavy.rstrip(":")) == "running")
         light = _text(_ask(assistant, f"/run {PI} n=20k", user="u2", chat="c2")).split()[2]
         done = skill.jobs.wait(light.rstrip(":"), 60)
         assert done is not None and done.status == "done"
