@@ -32,6 +32,8 @@ VERSION_TABLE = "alembic_version"
 _INITIAL_TABLES = ("users", "chats", "events", "jobs", "artifacts")
 # pg_advisory_xact_lock key: the bytes of "amlbot" as an integer.
 _PG_LOCK_KEY = int.from_bytes(b"amlbot", "big")
+#: Seconds a process waits on SQLite for another process's migration to finish.
+MIGRATION_LOCK_WAIT = 300
 
 
 def alembic_config(url: str | None = None) -> Config:
@@ -95,7 +97,7 @@ def _locked_transaction(engine: Engine) -> Iterator[Connection]:
         if backend == "sqlite":
             # pysqlite would only BEGIN before DML; take the write lock up front instead, so
             # the DDL is transactional and a second process waits instead of racing.
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
+            _begin_immediate(connection)
             try:
                 yield connection
             except BaseException:
@@ -108,6 +110,29 @@ def _locked_transaction(engine: Engine) -> Iterator[Connection]:
                 connection.execute(text("SELECT pg_advisory_xact_lock(:key)"),
                                    {"key": _PG_LOCK_KEY})
             yield connection
+
+
+def _begin_immediate(connection: Connection) -> None:
+    """``BEGIN IMMEDIATE``, waiting up to :data:`MIGRATION_LOCK_WAIT` for a process that holds
+    the write lock: on a busy machine another process's first migration outlasts the engine's
+    usual busy timeout, and the process that came second must wait for it, not fail."""
+    from sqlalchemy.exc import OperationalError
+
+    usual = connection.exec_driver_sql("PRAGMA busy_timeout").scalar()
+    connection.exec_driver_sql("PRAGMA busy_timeout=0")
+    try:
+        try:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+            return
+        except OperationalError as error:
+            if "locked" not in str(error.orig):
+                raise
+        log.info("another process holds the database's write lock (migrating?); waiting up to"
+                 " %d s", MIGRATION_LOCK_WAIT)
+        connection.exec_driver_sql(f"PRAGMA busy_timeout={MIGRATION_LOCK_WAIT * 1000}")
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+    finally:
+        connection.exec_driver_sql(f"PRAGMA busy_timeout={int(usual or 0)}")
 
 
 def _has_initial_tables(connection: Connection) -> bool:

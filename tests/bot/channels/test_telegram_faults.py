@@ -264,7 +264,7 @@ def test_two_webhook_workers_answer_each_update_exactly_once(tmp_path: Path,
             assert len(owners) == 2  # both workers did their share
         finally:
             for worker in workers:
-                assert worker.stop() == 0
+                assert worker.stop() == 0, worker.stderr()[-3000:]
         for worker in workers:
             assert TOKEN not in worker.stderr() and "s" * 40 not in worker.stderr()
 

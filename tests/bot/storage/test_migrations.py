@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import pytest
@@ -129,3 +131,28 @@ def test_processes_starting_at_once_on_a_fresh_database_all_succeed(db_url: str)
         assert schema_differences(store.engine) == []
     finally:
         store.dispose()
+
+
+def test_a_migration_waits_past_the_busy_timeout_for_another_process_holding_the_lock(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """On a busy machine one process's first migration outlasts the busy timeout of the next
+    process to start; that one waits for the lock and finds the schema built, instead of
+    failing with 'database is locked'."""
+    path = tmp_path / "shared.sqlite3"
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")
+    release = threading.Timer(1.5, holder.execute, args=("COMMIT",))
+    # A busy timeout (0.2 s) far shorter than the other process holds the lock (1.5 s).
+    engine = create_engine(f"sqlite:///{path}", connect_args={"timeout": 0.2})
+    release.start()
+    try:
+        with caplog.at_level("INFO", logger="bot.storage.migrations"):
+            assert upgrade(engine) == HEAD_REVISION
+        assert "holds the database's write lock" in caplog.text
+        assert schema_differences(engine) == []
+        with engine.connect() as connection:  # the connection's own busy timeout is back
+            assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar() == 200
+    finally:
+        release.join()
+        holder.close()
+        engine.dispose()
