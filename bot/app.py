@@ -8,6 +8,7 @@ phrasings; the course tools, through jobs, their data dir and catalogue; the ski
 
 from __future__ import annotations
 
+import functools
 import gc
 import importlib
 import logging
@@ -35,6 +36,7 @@ from nlp_core.nlu import Understander
 if TYPE_CHECKING:
     from bot.generation import Generator
     from course_tools import ToolRegistry
+    from nlp_core.llm import ModelSource
     from nlp_core.pipeline import NLP
     from nlp_core.workspace import Workspace
 
@@ -176,21 +178,23 @@ def start_llm(settings: Settings, store: Store) -> tuple[Generator | None, str |
         return None, "generated answers are off (AMLBOT_LLM_ANSWERS=off)"
     from bot.generation import Generator, llm_weights_path
     from bot.skills.nlp import CLOSE_MATCH
-    from nlp_core.llm import (
-        AnswersFirst,
-        LLMService,
-        WeightsError,
-        assemble_packaged_model,
-        resolve_model,
-    )
+    from nlp_core.llm import AnswersFirst, LLMService, WeightsError, resolve_model
+    from nlp_core.llm.weights import packaged_model_in_place, part_paths
     from nlp_core.threads import thread_bodies
 
     checked = settings.data_dir / "models" / "llm" / "checked.json"
     try:
+        source: ModelSource | Callable[[], ModelSource]
         if settings.llm_model == "packaged":
             path = llm_weights_path(settings.data_dir)
-            # The size here; the sha256 when the file was joined (or by `amlbot llm fetch`).
-            source = resolve_model(assemble_packaged_model(path, verify=False), checked=checked)
+            if packaged_model_in_place(path):
+                # The size here; the sha256 when the file was joined (or by `amlbot llm fetch`).
+                source = resolve_model(path, checked=checked)
+            else:
+                part_paths()  # a missing part is said now; joining waits for the loader
+                log.info("the packaged model's parts are joined into %s in the background "
+                         "(once, a few seconds)", path)
+                source = functools.partial(_join_packaged, path, checked)
         else:
             source = resolve_model(Path(settings.llm_model).expanduser(), checked=checked)
     except WeightsError as error:
@@ -205,6 +209,13 @@ def start_llm(settings: Settings, store: Store) -> tuple[Generator | None, str |
                      answers_first=AnswersFirst()).start(after_s=LLM_LOAD_AFTER_S)
     ws = workspace(settings)
     return Generator(llm, store, lambda: thread_bodies(ws), min_score=CLOSE_MATCH), None
+
+
+def _join_packaged(path: Path, checked: Path) -> ModelSource:
+    """The packaged model joined from its parts at ``path`` (checked by sha256), resolved."""
+    from nlp_core.llm import assemble_packaged_model, resolve_model
+
+    return resolve_model(assemble_packaged_model(path), checked=checked)
 
 
 def keep_for(days: int, store: Store, records: JobRecords) -> Callable[[], None]:

