@@ -86,3 +86,47 @@ def answers(
                f"{summary['share_citing_a_thread']} of the grounded answers cite a thread)")
     if as_json:
         typer.echo(json.dumps(summary))
+
+
+@app.command("persona")
+def persona(
+    data: Path = typer.Option(Path("docs/eval/persona/questions.tsv"), "--data",
+                              help="A 'topic<TAB>text' file of questions about the bot, kept "
+                                   "apart from the examples it matches against."),
+    small_talk: int = typer.Option(5000, min=0, help="Real small-talk prompts sampled from "
+                                   "chitchat-dataset (all of chatterbot-corpus but its "
+                                   "bot-profile and AI files is added) that should get no "
+                                   "answer about the bot."),
+    as_json: bool = typer.Option(False, "--json", help="End with one JSON line of figures."),
+) -> None:
+    """How well the bot tells questions about itself ("what is your name?") from small talk."""
+    import json
+    import random
+
+    from bot.app import workspace
+    from bot.settings import get_settings
+    from bot.skills.persona import Persona, evaluate, read_questions
+    from nlp_core.chitchat import chatterbot_pairs, chitchat_dataset_pairs
+    from nlp_core.encoder import default_encoder
+
+    try:
+        questions = read_questions(data)
+    except (OSError, ValueError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
+    everyday = [p.prompt for p in chitchat_dataset_pairs()]
+    random.Random(0).shuffle(everyday)
+    curated = [p.prompt for p in chatterbot_pairs()
+               if p.source not in ("chatterbot:botprofile", "chatterbot:ai")]
+    chat = everyday[:small_talk] + curated
+    report = evaluate(Persona(default_encoder(workspace(get_settings())).encode).fit(),
+                      questions, chat)
+    for row in report["by_threshold"]:
+        mark = "  <- used" if row["threshold"] == report["threshold_used"] else ""
+        typer.echo(f"cosine >= {row['threshold']:.2f}: {row['questions_answered']}/"
+                   f"{report['questions']} questions about the bot answered "
+                   f"({row['answered_on_their_topic']} on their topic), "
+                   f"{row['small_talk_answered']}/{report['small_talk']} small-talk messages "
+                   f"taken for one{mark}")
+    if as_json:
+        typer.echo(json.dumps(report))

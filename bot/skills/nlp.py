@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import re
+import threading
 import unicodedata
 from abc import abstractmethod
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from bot.core.messages import Reply, TextReply
-from bot.skills.base import BaseSkill, Command, Request, skills
+from bot.skills.base import BaseSkill, Command, Request, Services, skills
 
 if TYPE_CHECKING:
+    from bot.skills.persona import Persona
     from bot.storage.models import Event
     from nlp_core.pipeline import NLP
 
@@ -158,10 +160,27 @@ class ChitChatSkill(_NLPSkill):
     description = "Conversation that is not about code."
     intents = ("chitchat",)
 
+    def __init__(self, services: Services) -> None:
+        super().__init__(services)
+        self._persona: tuple[object, Persona] | None = None  # (the encoder it embeds with, it)
+        self._persona_lock = threading.Lock()
+
+    def persona(self, nlp: NLP) -> Persona:
+        """Who the bot says it is, embedded with ``nlp``'s encoder (once per encoder)."""
+        from bot.skills.persona import Persona
+
+        with self._persona_lock:
+            if self._persona is None or self._persona[0] is not nlp.encoder:
+                self._persona = (nlp.encoder, Persona(nlp.encoder.encode).fit())
+            return self._persona[1]
+
     def answer(self, request: Request, nlp: NLP) -> list[Reply]:
         if has_no_words(request.text):
             return [TextReply("I see only symbols or emoji there 🙂 Tell me in words what's up, "
                               "or ask me a programming question.")]
+        about_me = self.persona(nlp).answer(nlp.embed(request.text))
+        if about_me is not None:
+            return [TextReply(about_me)]
         events = self.services.store.history(request.message.chat_id, 60)
         recent = [e.text for e in events if e.type == "reply"]
         turns = small_talk_turns(events)
