@@ -64,7 +64,8 @@ TOPICS: tuple[PersonaTopic, ...] = (
         "what technology are you built on?", "are you an LLM?",
     ), "An intent classifier and a tag model (TF-IDF and MiniLM features), a FAISS index of "
        "StackOverflow titles searched with MiniLM sentence embeddings, and, for written "
-       "answers, Qwen2.5-Coder-0.5B-Instruct running on this machine."),
+       "answers, a small instruction model running on this machine (Qwen2.5-Coder-0.5B-Instruct "
+       "unless the host chose another)."),
 )
 
 
