@@ -123,16 +123,20 @@ def _job_count(assistant: Any) -> int:
 
 
 def _run_mix(assistant: Any, messages: list[tuple[str, str]], warmup: int,
-             prefix: str) -> dict[str, list[float]]:
+             prefix: str, pace_s: float = 0.0) -> dict[str, list[float]]:
+    """Latency of each message by route; with ``pace_s``, one message starts every ``pace_s``
+    seconds (as chats arrive), else each right after the last (a flood)."""
     latencies: dict[str, list[float]] = {}
     for i, (route, text) in enumerate(messages):
         message = Message(chat_id=f"{prefix}-{i % 50}", user_id=f"{prefix}-{i % 50}",
                           text=text)
         started = time.perf_counter()
         assistant.handle(message)
-        elapsed = (time.perf_counter() - started) * 1000
+        elapsed = time.perf_counter() - started
         if i >= warmup:
-            latencies.setdefault(route, []).append(elapsed)
+            latencies.setdefault(route, []).append(elapsed * 1000)
+        if pace_s > elapsed:
+            time.sleep(pace_s - elapsed)
     return latencies
 
 
@@ -193,14 +197,15 @@ def _encoder_floor(nlp: Any, questions: list[str], runs: int = 5) -> dict[str, f
 
 
 def measure_answers(settings: Settings, n: int = 1000, index_size: int = 100_000,
-                    warmup: int = 20, generate: bool = False,
+                    warmup: int = 20, generate: bool = False, pace_ms: float = 0.0,
                     progress: Callable[[str], None] = lambda _line: None) -> AnswerResult:
     """Time ``Assistant.handle`` over ``n`` mixed messages (after ``warmup`` untimed ones).
 
     With ``generate``, the same mix runs twice: without the instruction model, then with a
     generated answer queued after every programming question, to show that the retrieval
     answers keep their speed. In between, the model's own speed (first token and a 60-token
-    answer, one request at a time) and a burst of 20 chats asking at once are measured."""
+    answer, one request at a time) and a burst of 20 chats asking at once are measured.
+    ``pace_ms``: one message every that many milliseconds (0: each right after the last)."""
     from bot.app import build_assistant, open_store, start_llm
 
     quiet = settings.model_copy(update={"heavy_commands_open": False, "admins": [],
@@ -213,7 +218,8 @@ def measure_answers(settings: Settings, n: int = 1000, index_size: int = 100_000
     messages = mixed_messages(settings, n + warmup)
     progress(f"{n} messages, generation off")
     jobs_before = _job_count(assistant)
-    result.latencies_ms = _run_mix(assistant, messages, warmup, "bench")
+    result.extra["pace_ms"] = pace_ms
+    result.latencies_ms = _run_mix(assistant, messages, warmup, "bench", pace_ms / 1000)
     if _job_count(assistant) != jobs_before:
         raise RuntimeError("the mix started jobs: their processes would share the cores with "
                            "the answers measured")
@@ -255,7 +261,7 @@ def measure_answers(settings: Settings, n: int = 1000, index_size: int = 100_000
     progress(f"{n} messages, generation on")
     # Other messages than the first pass's (same mix), so that no cache favours this one.
     fresh = mixed_messages(settings, n + warmup, seed=8)
-    result.with_generation_ms = _run_mix(assistant, fresh, warmup, "bench-llm")
+    result.with_generation_ms = _run_mix(assistant, fresh, warmup, "bench-llm", pace_ms / 1000)
     result.extra["llm_served"] = generator.llm.stats()["served"]
     gate = generator.llm.answers_first
     if gate is not None:  # how long generation gave way to the answers, in all

@@ -78,6 +78,10 @@ def answer(
         False, "--generate", help="Also with the instruction model on: the mix again with a "
         "generated answer after each programming question, the model's first-token and "
         "60-token times, and 20 chats asking at once."),
+    pace_ms: float = typer.Option(0.0, "--pace-ms", min=0.0, help="Start one message every "
+                                  "this many ms, as chats arrive (0: each right after the "
+                                  "last, a flood; the model then runs only when its pauses "
+                                  "for the answers run out)."),
     as_json: bool = typer.Option(False, "--json", help="End with one JSON line of metrics."),
 ) -> None:
     """Time Assistant.handle on mixed messages: p50/p99 per route and overall, peak RSS."""
@@ -85,7 +89,7 @@ def answer(
     from bot.settings import get_settings
 
     result = measure_answers(get_settings(), n=messages, index_size=index_size,
-                             generate=generate,
+                             generate=generate, pace_ms=pace_ms,
                              progress=lambda line: typer.echo(f"... {line}", err=True)).to_dict()
     typer.echo(f"{result['messages']} messages, index {result['index_size']:,} titles: "
                f"p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms, "
