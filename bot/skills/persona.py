@@ -130,8 +130,7 @@ def evaluate(persona: Persona, questions: Sequence[tuple[str, str]],
     asked = persona.embed([text for _, text in questions])
     chat = persona.embed(list(small_talk))
     matches = [persona.match(row) for row in asked]
-    chat_scores = np.asarray(chat, dtype=np.float32) @ persona.vectors_.T
-    best_chat = chat_scores.max(axis=1) if len(small_talk) else np.zeros(0)
+    best_chat = (np.asarray(chat, dtype=np.float32) @ persona.vectors_.T).max(axis=1)
     rows = []
     for threshold in thresholds:
         answered = [(topic, match) for (topic, _), (match, score)
