@@ -238,8 +238,12 @@ class Captioner:
     of each are kept; captions come from all of them at once (their mean word
     probabilities). ``scst_epochs`` of self-critical training then raise each decoder's
     expected CIDEr-D of its own sampled captions on the training images.
-    Learned: ``vocab_``, ``decoder_`` (the ensemble), ``history_`` (of the first decoder),
-    ``best_epoch_``.
+
+    With ``refit``, once validation has chosen the epoch, new decoders are trained from
+    scratch on the training and validation images together for that many epochs, and they
+    are the ones kept: validation decides the epoch count, and its images still teach.
+    Learned: ``vocab_``, ``decoder_`` (the ensemble), ``history_`` (of the first decoder,
+    with validation), ``best_epoch_``, and with ``refit`` ``refit_history_``.
     """
 
     def __init__(self, hidden: int = 256, embed: int = 128, components: int = 256,
@@ -248,7 +252,7 @@ class Captioner:
                  max_len: int = 20, length_penalty: float = 0.0, seeds: int = 1,
                  snapshots: int = 1, scst_epochs: int = 0,
                  scst_learning_rate: float = 5e-5, scst_samples: int = 5,
-                 random_state: int = 0) -> None:
+                 refit: bool = False, random_state: int = 0) -> None:
         self.hidden = hidden
         self.embed = embed
         self.components = components
@@ -265,6 +269,7 @@ class Captioner:
         self.scst_epochs = scst_epochs
         self.scst_learning_rate = scst_learning_rate
         self.scst_samples = scst_samples
+        self.refit = refit
         self.random_state = random_state
 
     def _member(self, feature_dim: int) -> Any:
@@ -328,6 +333,12 @@ class Captioner:
             report: Report | None = None) -> Captioner:
         import torch
 
+        refitting = self.refit and val_features is not None and bool(val_references)
+        outer = report
+        if refitting and outer is not None:
+            def report(f: float, detail: str) -> None:
+                outer(0.5 * f, detail)
+
         torch.manual_seed(self.random_state)
         rng = np.random.default_rng(self.random_state)
         self.vocab_ = Vocabulary.build([w for refs in references for w in refs],
@@ -372,7 +383,23 @@ class Captioner:
         for member, state in zip(self.decoder_.members, members, strict=True):
             member.load_state_dict(state)
         self.decoder_.eval()
+        if refitting:
+            assert val_features is not None and val_references is not None
+            self._refit(features, references, val_features, val_references, outer)
         return self
+
+    def _refit(self, features: np.ndarray, references: Sequence[Sequence[Sequence[str]]],
+               val_features: np.ndarray, val_references: Sequence[Sequence[Sequence[str]]],
+               report: Report | None) -> None:
+        """Train again on training + validation images for the chosen number of epochs."""
+        again = Captioner(**{**self.config(), "refit": False, "epochs": self.best_epoch_,
+                             "snapshots": 1})
+        again.fit(np.concatenate([features, val_features]), [*references, *val_references],
+                  report=None if report is None else
+                  lambda f, detail: report(0.5 + 0.5 * f, "training again with the validation "
+                                                          f"images: {detail}"))
+        self.vocab_, self.decoder_ = again.vocab_, again.decoder_
+        self.refit_history_ = again.history_
 
     def _train(self, decoder: Any, reduced: np.ndarray,
                references: Sequence[Sequence[Sequence[str]]],
@@ -540,7 +567,8 @@ class Captioner:
                 "seeds": self.seeds, "snapshots": self.snapshots,
                 "scst_epochs": self.scst_epochs,
                 "scst_learning_rate": self.scst_learning_rate,
-                "scst_samples": self.scst_samples, "random_state": self.random_state}
+                "scst_samples": self.scst_samples, "refit": self.refit,
+                "random_state": self.random_state}
 
     def save(self, directory: Path) -> None:
         """``decoder.pt`` (state dict) and ``decoder.json`` (config, vocabulary)."""

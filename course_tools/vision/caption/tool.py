@@ -73,6 +73,9 @@ class TrainParams(ToolParams):
                              "(CIDEr-D reward) training after teacher forcing")
     scst_learning_rate: float = Field(default=5e-5, gt=0.0, le=0.01, description="Adam step "
                                       "size of the self-critical epochs")
+    refit: bool = Field(default=True, description="once validation has chosen the epoch, "
+                        "train again on training and validation images for that many epochs "
+                        "(the nearest-neighbour baseline then searches both too)")
     beam: int = Field(default=3, ge=1, le=20, description="beam size for the held-out captions")
     length_penalty: float = Field(default=LENGTH_PENALTY, ge=0.0, le=2.0,
                                   description="beam ranking: log-prob / length^this")
@@ -158,13 +161,20 @@ def _tokens(data: CaptionSet, indices: list[int]) -> list[list[list[str]]]:
 # --- evaluation -------------------------------------------------------------------------
 
 
+def _learned_from(data: CaptionSet, refit: bool) -> list[int]:
+    """The images the final decoder learned from: the training split, plus the validation
+    split when it was trained again on both."""
+    return data.split("train") + (data.split("val") if refit else [])
+
+
 def _held_out(ctx: ToolContext, model: Any, data: CaptionSet, feats: np.ndarray, beam: int,
               start: float, stop: float) -> tuple[dict[str, float], list[int], list[str],
                                                   list[str]]:
-    """Metrics of the decoder and of the nearest-neighbour baseline on the test split."""
+    """Metrics of the decoder and of the nearest-neighbour baseline on the test split; the
+    baseline searches the images the decoder learned from."""
     from course_tools.vision.caption.metrics import caption_scores, nearest_neighbours
 
-    train, test = data.split("train"), data.split("test")
+    train, test = _learned_from(data, model.refit), data.split("test")
     if not test:
         raise ToolInputError(f"the {data.name} set has no held-out images; use more images.")
     refs = [data.references[i] for i in test]
@@ -239,7 +249,8 @@ def train_caption(ctx: ToolContext[TrainParams]) -> ToolResult:
                       dropout=p.dropout, patience=p.patience, min_count=p.min_count,
                       length_penalty=p.length_penalty, seeds=p.seeds, snapshots=p.snapshots,
                       scst_epochs=p.scst_epochs,
-                      scst_learning_rate=p.scst_learning_rate, random_state=p.seed)
+                      scst_learning_rate=p.scst_learning_rate, refit=p.refit,
+                      random_state=p.seed)
     model.fit(feats[train], _tokens(data, train), feats[val], _tokens(data, val),
               report=lambda f, d: ctx.report(0.45 + 0.4 * f, d))
     train_seconds = time.perf_counter() - started
@@ -249,11 +260,12 @@ def train_caption(ctx: ToolContext[TrainParams]) -> ToolResult:
     directory = _models_root(ctx) / data.name
     model.save(directory)
     _, val_sims = nearest_neighbours(feats[train, 0], feats[val or test, 0])
-    np.save(directory / "neighbours.npy", feats[train, 0].astype(np.float16),
+    learned = _learned_from(data, model.refit)
+    np.save(directory / "neighbours.npy", feats[learned, 0].astype(np.float16),
             allow_pickle=False)
     info = {"dataset": data.name, "description": data.description, "synthetic": data.synthetic,
             "args": args, "beam": p.beam, "metrics": metrics,
-            "neighbour_captions": [data.references[i][0] for i in train],
+            "neighbour_captions": [data.references[i][0] for i in learned],
             # an image less similar to its nearest training image than nearly every validation
             # image is treated as outside the model's domain
             "in_domain_similarity": float(np.quantile(val_sims, 0.02)),
@@ -266,6 +278,9 @@ def train_caption(ctx: ToolContext[TrainParams]) -> ToolResult:
               "training (epoch mean)": (history["epoch"], history["train_loss"])}
     if history["val_loss"]:
         series["validation"] = (history["epoch"], history["val_loss"])
+    if hasattr(model, "refit_history_"):
+        series["trained again with the validation images (epoch mean)"] = (
+            model.refit_history_["epoch"], model.refit_history_["train_loss"])
     curve = learning_curve_png(series, title=f"caption decoder on {data.name}: loss",
                                xlabel="epoch", ylabel="cross-entropy per word")
     images = [("loss.png", curve), ("examples.png",
@@ -275,15 +290,18 @@ def train_caption(ctx: ToolContext[TrainParams]) -> ToolResult:
                     "best_epoch": float(model.best_epoch_),
                     "final_train_loss": history["train_loss"][-1],
                     "first_train_loss": history["loss"][0],
-                    "vocabulary": float(len(model.vocab_)), "train_images": float(len(train))})
+                    "vocabulary": float(len(model.vocab_)), "train_images": float(len(train)),
+                    "learned_from_images": float(len(learned))})
     if history["val_loss"]:
         metrics["best_val_loss"] = min(history["val_loss"])
         metrics["best_val_cider"] = max(history["val_cider"])
     ctx.report(1.0, "done")
     ensemble = f" (an ensemble of {members} decoders)" if members > 1 else ""
+    again = (f", then trained again for {model.best_epoch_} epochs on the {len(learned)} "
+             "training and validation images" if model.refit and val else "")
     text = (f"Trained the caption decoder{ensemble} on {data.description}: {len(train)} "
             f"training images, {len(history['epoch'])} epochs (best validation CIDEr at epoch "
-            f"{model.best_epoch_}), "
+            f"{model.best_epoch_}){again}, "
             f"{train_seconds:.0f} s. {_metrics_line(metrics)}. Send a photo with /caption to "
             "try it.")
     return ToolResult(text=text, metrics=metrics, images=images,

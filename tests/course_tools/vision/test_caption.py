@@ -280,6 +280,36 @@ def test_ensemble_of_seeds_and_snapshots_captions_saves_and_loads(tmp_path: Path
     assert loaded.config() == model.config()
 
 
+def test_refit_trains_again_on_training_and_validation_images(tmp_path: Path) -> None:
+    feats, refs = _toy_captions(96, seed=3)
+    val_feats, val_refs = _toy_captions(32, seed=4)
+    # a fifth caption, only in the validation images: only the refitted decoder can say it
+    rng = np.random.default_rng(5)
+    novel = rng.normal(size=(8, 2, 24)).astype(np.float32) + 4.0
+    val_feats = np.concatenate([val_feats, novel])
+    val_refs = [*val_refs, *[[["a", "purple", "moon"]]] * len(novel)]
+    reports: list[tuple[float, str]] = []
+    model = Captioner(hidden=32, embed=16, components=8, epochs=10, batch_size=16,
+                      learning_rate=1e-2, dropout=0.1, patience=10, min_count=1, refit=True)
+    model.fit(feats, refs, val_feats, val_refs, report=lambda f, d: reports.append((f, d)))
+    assert "moon" in model.vocab_.itos
+    assert len(model.history_["val_cider"]) == 10  # the first run, with validation
+    assert model.refit_history_["epoch"] == list(range(1, model.best_epoch_ + 1))
+    assert model.predict(novel[:2], beam=2) == ["a purple moon"] * 2
+    fractions = [f for f, _ in reports]
+    assert fractions == sorted(fractions) and fractions[-1] == pytest.approx(1.0)
+    assert any("again" in d for f, d in reports if f > 0.5)
+
+    plain = Captioner(hidden=32, embed=16, components=8, epochs=10, batch_size=16,
+                      learning_rate=1e-2, dropout=0.1, patience=10, min_count=1)
+    plain.fit(feats, refs, val_feats, val_refs)
+    assert "moon" not in plain.vocab_.itos and not hasattr(plain, "refit_history_")
+
+    model.save(tmp_path)
+    loaded = Captioner.load(tmp_path)
+    assert loaded.refit and loaded.config() == model.config()
+
+
 def test_a_model_saved_before_ensembles_still_loads(tmp_path: Path) -> None:
     feats, refs = _toy_captions(48, seed=2)
     model = Captioner(hidden=16, embed=8, components=4, epochs=3, batch_size=16, min_count=1)
@@ -291,7 +321,8 @@ def test_a_model_saved_before_ensembles_still_loads(tmp_path: Path) -> None:
                tmp_path / "decoder.pt")
     meta = json.loads((tmp_path / "decoder.json").read_text(encoding="utf-8"))
     del meta["members"]
-    for key in ("seeds", "snapshots", "scst_epochs", "scst_learning_rate", "scst_samples"):
+    for key in ("seeds", "snapshots", "scst_epochs", "scst_learning_rate", "scst_samples",
+                "refit"):
         del meta["config"][key]
     (tmp_path / "decoder.json").write_text(json.dumps(meta), encoding="utf-8")
     assert Captioner.load(tmp_path).predict(feats[:5]) == model.predict(feats[:5])
@@ -355,8 +386,11 @@ def test_train_caption_and_evaluate_on_small_scenes(tmp_path: Path) -> None:
     names = dict(result.images)
     assert is_png(names["loss.png"]) and is_png(names["examples.png"])
     assert "synthetic" in result.text
+    # validation chose the epoch, then its images joined the training ones (and the baseline's)
+    assert m["learned_from_images"] > m["train_images"] and "trained again" in result.text
     model_dir = data_dir / "models" / "caption" / "scenes"
     assert (model_dir / "decoder.pt").is_file() and (model_dir / "decoder.json").is_file()
+    assert len(np.load(model_dir / "neighbours.npy")) == m["learned_from_images"]
 
     # the saved model captions like the trained one; beam 1 is the greedy caption
     model = Captioner.load(model_dir)
