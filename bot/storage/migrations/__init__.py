@@ -10,6 +10,7 @@ new file in ``versions/`` and bump :data:`HEAD_REVISION`.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -67,8 +68,29 @@ def upgrade(engine: Engine) -> str:
     Several processes may call this at once on a fresh database: PostgreSQL serialises them
     with an advisory lock, SQLite with ``BEGIN IMMEDIATE`` (the others wait on the busy
     timeout), and whoever comes second finds the schema up to date. On both backends the whole
-    upgrade is one transaction, so a failed migration leaves nothing half-done.
+    upgrade is one transaction, so a failed migration leaves nothing half-done. On SQLite, a
+    lock held past the busy timeout before that (a process creating the file, checkpointing or
+    recovering it) is waited out too, for up to :data:`MIGRATION_LOCK_WAIT`.
     """
+    from sqlalchemy.exc import OperationalError
+
+    deadline = time.monotonic() + MIGRATION_LOCK_WAIT
+    pause = 0.05
+    while True:
+        try:
+            return _upgrade(engine)
+        except OperationalError as error:
+            if (engine.dialect.name != "sqlite" or "locked" not in str(error.orig)
+                    or time.monotonic() + pause > deadline):
+                raise
+            if pause == 0.05:
+                log.info("the database is locked (another process starting?); trying again "
+                         "for up to %d s", MIGRATION_LOCK_WAIT)
+            time.sleep(pause)
+            pause = min(pause * 2, 2.0)
+
+
+def _upgrade(engine: Engine) -> str:
     if is_up_to_date(engine):
         return HEAD_REVISION
     # Alembic announces each of its plugins at INFO on import; only the migrations matter.

@@ -156,3 +156,26 @@ def test_a_migration_waits_past_the_busy_timeout_for_another_process_holding_the
         release.join()
         holder.close()
         engine.dispose()
+
+
+def test_start_up_waits_out_a_lock_held_past_the_busy_timeout(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Before its migration, a starting process reads the schema version; a lock held longer
+    than the busy timeout (another process creating, checkpointing or recovering the file) is
+    waited out and tried again, not reported as 'database is locked'."""
+    path = tmp_path / "shared.sqlite3"
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("CREATE TABLE other (x)")
+    holder.execute("BEGIN EXCLUSIVE")  # no one reads until it ends
+    release = threading.Timer(1.5, holder.execute, args=("COMMIT",))
+    engine = create_engine(f"sqlite:///{path}", connect_args={"timeout": 0.2})
+    release.start()
+    try:
+        with caplog.at_level("INFO", logger="bot.storage.migrations"):
+            assert upgrade(engine) == HEAD_REVISION
+        assert "the database is locked" in caplog.text
+        assert _revisions(f"sqlite:///{path}") == [HEAD_REVISION]
+    finally:
+        release.join()
+        holder.close()
+        engine.dispose()
