@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -179,3 +180,36 @@ def test_start_up_waits_out_a_lock_held_past_the_busy_timeout(
         release.join()
         holder.close()
         engine.dispose()
+
+
+@pytest.mark.timeout(180)
+def test_processes_creating_one_sqlite_file_at_once_never_see_it_locked(tmp_path: Path) -> None:
+    """Two processes that open a file that does not exist yet race to switch it to WAL; the
+    loser's ``PRAGMA journal_mode=WAL`` fails at once, without the busy timeout. Start-up tries
+    again instead of dying: in 60 rounds of 4 processes, 12 died before it did."""
+    processes, rounds = 4, 20
+    probe = textwrap.dedent(f"""
+        import pathlib, sys, time
+        from bot.storage import Store
+        root = pathlib.Path({str(tmp_path)!r})
+        for n in range({rounds}):
+            while not (root / f"go{{n}}").exists():
+                time.sleep(0.0005)
+            Store(f"sqlite:///{{root}}/round{{n}}.sqlite3").dispose()
+            (root / f"done{{n}}-{{sys.argv[1]}}").touch()
+    """)
+    children = [subprocess.Popen([sys.executable, "-c", probe, str(k)], stderr=subprocess.PIPE,
+                                 text=True) for k in range(processes)]
+    try:
+        for n in range(rounds):
+            (tmp_path / f"go{n}").touch()
+            deadline = time.monotonic() + 60
+            while (len(list(tmp_path.glob(f"done{n}-*"))) < processes
+                   and all(child.poll() is None for child in children)
+                   and time.monotonic() < deadline):
+                time.sleep(0.01)
+    finally:
+        errors = [child.communicate(timeout=60)[1] for child in children]
+    assert [child.returncode for child in children] == [0] * processes, errors
+    assert all(_revisions(f"sqlite:///{tmp_path}/round{n}.sqlite3") == [HEAD_REVISION]
+               for n in range(rounds))
