@@ -147,6 +147,10 @@ class ChitChatResponder:
         rng = random.Random(seed)
         return self.replies_[rng.choice(close)]
 
+    def prompt_vectors(self) -> np.ndarray:
+        """The embedded prompts, one unit row per dialogue pair (what people say in chats)."""
+        return np.asarray(self.index_.reconstruct_n(0, self.index_.ntotal))
+
     def save(self, directory: Path) -> None:
         import faiss
 

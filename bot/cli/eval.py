@@ -92,21 +92,23 @@ def answers(
 def persona(
     data: Path = typer.Option(Path("docs/eval/persona/questions.tsv"), "--data",
                               help="A 'topic<TAB>text' file of questions about the bot, kept "
-                                   "apart from the examples it matches against."),
+                                   "apart from the examples it learns from."),
     small_talk: int = typer.Option(5000, min=0, help="Real small-talk prompts sampled from "
                                    "chitchat-dataset (all of chatterbot-corpus but its "
                                    "bot-profile and AI files is added) that should get no "
-                                   "answer about the bot."),
+                                   "answer about the bot; those in the chit-chat index, which "
+                                   "the persona learns from, are left out."),
     as_json: bool = typer.Option(False, "--json", help="End with one JSON line of figures."),
 ) -> None:
-    """How well the bot tells questions about itself ("what is your name?") from small talk."""
+    """How well the bot tells questions about itself ("what is your name?") from small talk,
+    with the persona the chat uses (learnt against the chit-chat index, built if missing)."""
     import json
     import random
 
     from bot.app import workspace
     from bot.settings import get_settings
     from bot.skills.persona import Persona, evaluate, read_questions
-    from nlp_core.chitchat import chatterbot_pairs, chitchat_dataset_pairs
+    from nlp_core.chitchat import chatterbot_pairs, chitchat_dataset_pairs, load_or_train_chitchat
     from nlp_core.encoder import default_encoder
 
     try:
@@ -114,16 +116,19 @@ def persona(
     except (OSError, ValueError) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from None
+    space = workspace(get_settings())
+    encoder = default_encoder(space)
+    chitchat = load_or_train_chitchat(space, encoder)
+    learnt = {prompt.lower() for prompt in chitchat.prompts_}
     everyday = [p.prompt for p in chitchat_dataset_pairs()]
     random.Random(0).shuffle(everyday)
     curated = [p.prompt for p in chatterbot_pairs()
                if p.source not in ("chatterbot:botprofile", "chatterbot:ai")]
-    chat = everyday[:small_talk] + curated
-    report = evaluate(Persona(default_encoder(workspace(get_settings())).encode).fit(),
-                      questions, chat)
+    chat = [text for text in everyday[:small_talk] + curated if text.lower() not in learnt]
+    report = evaluate(Persona(encoder.encode).fit(chitchat.prompt_vectors()), questions, chat)
     for row in report["by_threshold"]:
         mark = "  <- used" if row["threshold"] == report["threshold_used"] else ""
-        typer.echo(f"cosine >= {row['threshold']:.2f}: {row['questions_answered']}/"
+        typer.echo(f"p >= {row['threshold']:.2f}: {row['questions_answered']}/"
                    f"{report['questions']} questions about the bot answered "
                    f"({row['answered_on_their_topic']} on their topic), "
                    f"{row['small_talk_answered']}/{report['small_talk']} small-talk messages "

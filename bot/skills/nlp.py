@@ -166,12 +166,14 @@ class ChitChatSkill(_NLPSkill):
         self._persona_lock = threading.Lock()
 
     def persona(self, nlp: NLP) -> Persona:
-        """Who the bot says it is, embedded with ``nlp``'s encoder (once per encoder)."""
+        """Who the bot says it is, embedded with ``nlp``'s encoder and told from the prompts of
+        its chit-chat index (once per encoder)."""
         from bot.skills.persona import Persona
 
         with self._persona_lock:
             if self._persona is None or self._persona[0] is not nlp.encoder:
-                self._persona = (nlp.encoder, Persona(nlp.encoder.encode).fit())
+                persona = Persona(nlp.encoder.encode).fit(nlp.chitchat_model.prompt_vectors())
+                self._persona = (nlp.encoder, persona)
             return self._persona[1]
 
     def answer(self, request: Request, nlp: NLP) -> list[Reply]:

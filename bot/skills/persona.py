@@ -1,8 +1,9 @@
 """Who amlbot is. Small talk about the bot itself ("what is your name?", "are you a bot?")
 gets a true answer instead of a stranger's line from the dialogue corpora ("I'm Emily").
 
-A message is matched against each topic's example questions by sentence embedding (the
-vector the NLU already computed); below :data:`PERSONA_MATCH` it is ordinary small talk.
+A logistic regression on sentence embeddings (the vector the NLU already computed) tells each
+topic's example questions from real small talk; below :data:`PERSONA_MATCH` a message is
+ordinary small talk.
 """
 
 from __future__ import annotations
@@ -15,9 +16,12 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import numpy as np
 
-#: Cosine from which a message asks about the bot itself, chosen with ``amlbot eval persona``
-#: on paraphrases kept apart from the examples and on real small talk (docs/benchmarks.md).
-PERSONA_MATCH = 0.7
+#: Probability from which a message asks about the bot itself, chosen with ``amlbot eval
+#: persona`` on validation paraphrases and real small talk (docs/benchmarks.md).
+PERSONA_MATCH = 0.5
+#: Cosine from which a small-talk prompt asks what an example asks ("what is your name?" to a
+#: person): it is left out of the small talk the examples are told from.
+SAME_QUESTION = 0.7
 
 
 @dataclass(frozen=True)
@@ -70,9 +74,10 @@ TOPICS: tuple[PersonaTopic, ...] = (
 
 
 class Persona:
-    """Answers questions about the bot itself. ``fit`` embeds the topics' example questions
-    with ``embed`` (texts -> unit rows); ``answer(vector)`` is the matching topic's answer, or
-    None for any other message."""
+    """Answers questions about the bot itself. ``fit(small_talk)`` embeds the topics' example
+    questions with ``embed`` (texts -> unit rows) and learns to tell them from ``small_talk``
+    (embedded prompts of real conversations); ``answer(vector)`` is the matching topic's answer,
+    or None for any other message."""
 
     def __init__(self, embed: Callable[[Sequence[str]], np.ndarray],
                  topics: Sequence[PersonaTopic] = TOPICS,
@@ -81,22 +86,40 @@ class Persona:
         self.topics = tuple(topics)
         self.threshold = threshold
 
-    def fit(self) -> Persona:
+    def fit(self, small_talk: np.ndarray) -> Persona:
         import numpy as np
+        from sklearn.linear_model import LogisticRegression
 
         questions = [q for topic in self.topics for q in topic.questions]
         self.vectors_ = np.asarray(self.embed(questions), dtype=np.float32)
         self.topic_of_ = np.array([k for k, topic in enumerate(self.topics)
                                    for _ in topic.questions])
+        others = np.asarray(small_talk, dtype=np.float32).reshape(-1, self.vectors_.shape[1])
+        others = others[(others @ self.vectors_.T).max(axis=1, initial=-1.0) < SAME_QUESTION]
+        if not len(others):
+            raise ValueError("no small talk to tell the questions about the bot from")
+        # Class 0 is small talk; the examples together weigh as much as all of it.
+        weight = len(others) / len(questions)
+        self.classifier_ = LogisticRegression(
+            C=1.0, max_iter=3000,
+            class_weight={0: 1.0, **{k + 1: weight for k in range(len(self.topics))}},
+        ).fit(np.vstack([self.vectors_, others]),
+              np.concatenate([self.topic_of_ + 1, np.zeros(len(others), dtype=int)]))
+        self.small_talk_seen_ = len(others)
         return self
 
-    def match(self, vector: np.ndarray) -> tuple[PersonaTopic, float]:
-        """The closest topic to a message's (1, dim) embedding, and its cosine."""
+    def probabilities(self, vectors: np.ndarray) -> np.ndarray:
+        """(n, topics): how likely each of n embedded messages asks each topic."""
         import numpy as np
 
-        scores = self.vectors_ @ np.asarray(vector, dtype=np.float32).reshape(-1)
-        best = int(np.argmax(scores))
-        return self.topics[int(self.topic_of_[best])], float(scores[best])
+        rows = np.asarray(vectors, dtype=np.float32).reshape(-1, self.vectors_.shape[1])
+        return np.asarray(self.classifier_.predict_proba(rows)[:, 1:])
+
+    def match(self, vector: np.ndarray) -> tuple[PersonaTopic, float]:
+        """The likeliest topic of a message's (1, dim) embedding, and its probability."""
+        scores = self.probabilities(vector)[0]
+        best = int(scores.argmax())
+        return self.topics[best], float(scores[best])
 
     def answer(self, vector: np.ndarray) -> str | None:
         """The answer when the message asks about the bot itself, else None."""
@@ -122,15 +145,15 @@ def read_questions(path: Path) -> list[tuple[str, str]]:
 
 def evaluate(persona: Persona, questions: Sequence[tuple[str, str]],
              small_talk: Sequence[str],
-             thresholds: Sequence[float] = (0.6, 0.65, 0.7, 0.75, 0.8)) -> dict[str, Any]:
+             thresholds: Sequence[float] = (0.3, 0.4, 0.5, 0.6, 0.7)) -> dict[str, Any]:
     """How often questions about the bot get its answer (``questions``: (topic, text), kept
-    apart from the examples), and how often ordinary small talk does, at each threshold."""
+    apart from the examples), and how often ordinary small talk does, at each threshold
+    (``small_talk``: messages the persona was not fitted on)."""
     import numpy as np
 
     asked = persona.embed([text for _, text in questions])
-    chat = persona.embed(list(small_talk))
     matches = [persona.match(row) for row in asked]
-    best_chat = (np.asarray(chat, dtype=np.float32) @ persona.vectors_.T).max(axis=1)
+    best_chat = persona.probabilities(persona.embed(list(small_talk))).max(axis=1)
     rows = []
     for threshold in thresholds:
         answered = [(topic, match) for (topic, _), (match, score)
