@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import threading
 import unicodedata
+import weakref
 from abc import abstractmethod
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -152,6 +153,23 @@ class StackOverflowSkill(_NLPSkill):
         return replies
 
 
+_PERSONAS: weakref.WeakKeyDictionary[NLP, Persona] = weakref.WeakKeyDictionary()
+_PERSONAS_LOCK = threading.Lock()
+
+
+def persona_of(nlp: NLP) -> Persona:
+    """Who the bot says it is, embedded with ``nlp``'s encoder and told from the prompts of its
+    chit-chat index; learnt once per loaded NLP bundle and shared by every skill using it."""
+    from bot.skills.persona import Persona
+
+    with _PERSONAS_LOCK:
+        persona = _PERSONAS.get(nlp)
+        if persona is None:
+            persona = Persona(nlp.encoder.encode).fit(nlp.chitchat_model.prompt_vectors())
+            _PERSONAS[nlp] = persona
+        return persona
+
+
 @skills.register("chat.chitchat")
 class ChitChatSkill(_NLPSkill):
     """Small talk, answered from real conversations without repeating itself."""
@@ -162,25 +180,16 @@ class ChitChatSkill(_NLPSkill):
 
     def __init__(self, services: Services) -> None:
         super().__init__(services)
-        self._persona: tuple[object, Persona] | None = None  # (the encoder it embeds with, it)
-        self._persona_lock = threading.Lock()
-
-    def persona(self, nlp: NLP) -> Persona:
-        """Who the bot says it is, embedded with ``nlp``'s encoder and told from the prompts of
-        its chit-chat index (once per encoder)."""
-        from bot.skills.persona import Persona
-
-        with self._persona_lock:
-            if self._persona is None or self._persona[0] is not nlp.encoder:
-                persona = Persona(nlp.encoder.encode).fit(nlp.chitchat_model.prompt_vectors())
-                self._persona = (nlp.encoder, persona)
-            return self._persona[1]
+        if services.nlp is not None:
+            # Learnt in about a second; start now, so the first "hi" does not wait for it.
+            threading.Thread(target=persona_of, args=(services.nlp,), name="amlbot-persona",
+                             daemon=True).start()
 
     def answer(self, request: Request, nlp: NLP) -> list[Reply]:
         if has_no_words(request.text):
             return [TextReply("I see only symbols or emoji there 🙂 Tell me in words what's up, "
                               "or ask me a programming question.")]
-        about_me = self.persona(nlp).answer(nlp.embed(request.text))
+        about_me = persona_of(nlp).answer(nlp.embed(request.text))
         if about_me is not None:
             return [TextReply(about_me)]
         events = self.services.store.history(request.message.chat_id, 60)

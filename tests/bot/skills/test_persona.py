@@ -136,3 +136,12 @@ def test_eval_persona_prints_a_line_per_threshold_and_json(trained_nlp_dir: Path
                             capture_output=True, text=True, env=env, timeout=600, check=False)
     assert failed.returncode == 2 and failed.stderr.startswith("error: ")
     assert "Traceback" not in failed.stderr
+
+
+def test_one_persona_is_learnt_per_bundle_and_shared(trained_nlp_dir: Path) -> None:
+    from bot.skills.nlp import persona_of
+
+    settings = small_nlp_settings(trained_nlp_dir)
+    nlp, other = load_nlp(settings, quiet=True), load_nlp(settings, quiet=True)
+    assert persona_of(nlp) is persona_of(nlp)
+    assert persona_of(other) is not persona_of(nlp)
