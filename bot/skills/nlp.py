@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 import unicodedata
@@ -17,6 +18,8 @@ if TYPE_CHECKING:
     from bot.skills.persona import Persona
     from bot.storage.models import Event
     from nlp_core.pipeline import NLP
+
+log = logging.getLogger(__name__)
 
 _ERROR_LINE = re.compile(r"^.*\b\w*(?:Error|Exception|Fault|Panic)\b.*$", re.MULTILINE)
 _MAX_QUERY_CHARS = 300
@@ -153,21 +156,25 @@ class StackOverflowSkill(_NLPSkill):
         return replies
 
 
-_PERSONAS: weakref.WeakKeyDictionary[NLP, Persona] = weakref.WeakKeyDictionary()
+_PERSONAS: weakref.WeakKeyDictionary[NLP, Persona | None] = weakref.WeakKeyDictionary()
 _PERSONAS_LOCK = threading.Lock()
 
 
-def persona_of(nlp: NLP) -> Persona:
+def persona_of(nlp: NLP) -> Persona | None:
     """Who the bot says it is, embedded with ``nlp``'s encoder and told from the prompts of its
-    chit-chat index; learnt once per loaded NLP bundle and shared by every skill using it."""
+    chit-chat index; learnt once per loaded NLP bundle and shared by every skill using it.
+    None when the index holds no small talk to learn from."""
     from bot.skills.persona import Persona
 
     with _PERSONAS_LOCK:
-        persona = _PERSONAS.get(nlp)
-        if persona is None:
-            persona = Persona(nlp.encoder.encode).fit(nlp.chitchat_model.prompt_vectors())
-            _PERSONAS[nlp] = persona
-        return persona
+        if nlp not in _PERSONAS:
+            try:
+                _PERSONAS[nlp] = Persona(nlp.encoder.encode).fit(
+                    nlp.chitchat_model.prompt_vectors())
+            except ValueError as error:
+                log.warning("questions about the bot get small-talk replies: %s", error)
+                _PERSONAS[nlp] = None
+        return _PERSONAS[nlp]
 
 
 @skills.register("chat.chitchat")
@@ -189,7 +196,8 @@ class ChitChatSkill(_NLPSkill):
         if has_no_words(request.text):
             return [TextReply("I see only symbols or emoji there 🙂 Tell me in words what's up, "
                               "or ask me a programming question.")]
-        about_me = persona_of(nlp).answer(nlp.embed(request.text))
+        persona = persona_of(nlp)
+        about_me = persona.answer(nlp.embed(request.text)) if persona is not None else None
         if about_me is not None:
             return [TextReply(about_me)]
         events = self.services.store.history(request.message.chat_id, 60)

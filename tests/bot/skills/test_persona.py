@@ -143,5 +143,5 @@ def test_one_persona_is_learnt_per_bundle_and_shared(trained_nlp_dir: Path) -> N
 
     settings = small_nlp_settings(trained_nlp_dir)
     nlp, other = load_nlp(settings, quiet=True), load_nlp(settings, quiet=True)
-    assert persona_of(nlp) is persona_of(nlp)
+    assert persona_of(nlp) is persona_of(nlp) is not None
     assert persona_of(other) is not persona_of(nlp)
