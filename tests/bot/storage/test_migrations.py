@@ -8,10 +8,12 @@ import sys
 import textwrap
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import Engine, create_engine, inspect, text
 
 from bot.storage import Store
 from bot.storage.migrations import (
@@ -134,29 +136,35 @@ def test_processes_starting_at_once_on_a_fresh_database_all_succeed(db_url: str)
         store.dispose()
 
 
+@contextmanager
+def _held_for_a_while(path: Path, begin: str) -> Iterator[Engine]:
+    """An engine on ``path`` with a 0.2 s busy timeout, while another connection holds the
+    file's lock (``begin``: the statement that takes it) for 1.5 s."""
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute(begin)
+    release = threading.Timer(1.5, holder.execute, args=("COMMIT",))
+    engine = create_engine(f"sqlite:///{path}", connect_args={"timeout": 0.2})
+    release.start()
+    try:
+        yield engine
+    finally:
+        release.join()
+        holder.close()
+        engine.dispose()
+
+
 def test_a_migration_waits_past_the_busy_timeout_for_another_process_holding_the_lock(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """On a busy machine one process's first migration outlasts the busy timeout of the next
     process to start; that one waits for the lock and finds the schema built, instead of
     failing with 'database is locked'."""
-    path = tmp_path / "shared.sqlite3"
-    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    holder.execute("BEGIN IMMEDIATE")
-    release = threading.Timer(1.5, holder.execute, args=("COMMIT",))
-    # A busy timeout (0.2 s) far shorter than the other process holds the lock (1.5 s).
-    engine = create_engine(f"sqlite:///{path}", connect_args={"timeout": 0.2})
-    release.start()
-    try:
+    with _held_for_a_while(tmp_path / "shared.sqlite3", "BEGIN IMMEDIATE") as engine:
         with caplog.at_level("INFO", logger="bot.storage.migrations"):
             assert upgrade(engine) == HEAD_REVISION
         assert "holds the database's write lock" in caplog.text
         assert schema_differences(engine) == []
         with engine.connect() as connection:  # the connection's own busy timeout is back
             assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar() == 200
-    finally:
-        release.join()
-        holder.close()
-        engine.dispose()
 
 
 def test_start_up_waits_out_a_lock_held_past_the_busy_timeout(
@@ -165,21 +173,11 @@ def test_start_up_waits_out_a_lock_held_past_the_busy_timeout(
     than the busy timeout (another process creating, checkpointing or recovering the file) is
     waited out and tried again, not reported as 'database is locked'."""
     path = tmp_path / "shared.sqlite3"
-    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    holder.execute("CREATE TABLE other (x)")
-    holder.execute("BEGIN EXCLUSIVE")  # no one reads until it ends
-    release = threading.Timer(1.5, holder.execute, args=("COMMIT",))
-    engine = create_engine(f"sqlite:///{path}", connect_args={"timeout": 0.2})
-    release.start()
-    try:
+    with _held_for_a_while(path, "BEGIN EXCLUSIVE") as engine:  # no one reads until it ends
         with caplog.at_level("INFO", logger="bot.storage.migrations"):
             assert upgrade(engine) == HEAD_REVISION
         assert "the database is locked" in caplog.text
         assert _revisions(f"sqlite:///{path}") == [HEAD_REVISION]
-    finally:
-        release.join()
-        holder.close()
-        engine.dispose()
 
 
 @pytest.mark.timeout(180)
