@@ -298,7 +298,7 @@ def train_caption(ctx: ToolContext[TrainParams]) -> ToolResult:
     ctx.report(1.0, "done")
     ensemble = f" (an ensemble of {members} decoders)" if members > 1 else ""
     again = (f", then trained again for {model.best_epoch_} epochs on the {len(learned)} "
-             "training and validation images" if model.refit and val else "")
+             "training and validation images" if hasattr(model, "refit_history_") else "")
     text = (f"Trained the caption decoder{ensemble} on {data.description}: {len(train)} "
             f"training images, {len(history['epoch'])} epochs (best validation CIDEr at epoch "
             f"{model.best_epoch_}){again}, "
